@@ -1,0 +1,37 @@
+"""``replab.datasets.load(spec)``: one entry point for every prompt source."""
+
+from __future__ import annotations
+
+import os
+
+from replab.datasets.files import load_file
+from replab.datasets.promptset import PromptSet, TextCorpus
+from replab.errors import DataError
+
+
+def load(spec: str | os.PathLike, *, split: str = "train") -> PromptSet | TextCorpus:
+    """Load prompts or a corpus.
+
+    Args:
+        spec: ``"world:<name>"`` (``world:sentiment``, ``world:capital``, ``world:city_latitude``,
+            ``world:birth_year``, ...; ``world:corpus`` for the training corpus), a path to a
+            ``.jsonl``/``.csv`` prompt file, or a ``.txt`` corpus. A ``/heldout`` or ``/train``
+            suffix on a world spec overrides ``split``.
+        split: ``"train"`` or ``"heldout"`` templates for world prompt sets.
+    """
+    spec = str(spec)
+    if spec.startswith("world:"):
+        from replab.world.prompts import world_corpus, world_prompts
+
+        name = spec.split(":", 1)[1]
+        if "/" in name:
+            name, split = name.split("/", 1)
+        if name == "corpus":
+            return world_corpus()
+        if split not in ("train", "heldout"):
+            raise DataError(f"Unknown split {split!r} for {spec!r}; use 'train' or 'heldout'.")
+        return world_prompts(name, split=split)
+    return load_file(spec)
+
+
+__all__ = ["load", "PromptSet", "TextCorpus"]

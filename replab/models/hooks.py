@@ -1,0 +1,104 @@
+"""The hook-name catalogue: one familiar TransformerLens name per tensor, with glob filtering.
+
+A ``TransformerBridge`` exposes each tensor under several names (``blocks.0.hook_out`` is
+``blocks.0.hook_resid_post`` is ``blocks.0.ln1.hook_in`` of the next sub-module...). The
+catalogue runs one tiny forward, groups the names whose cached tensors share storage, and
+keeps the HookedTransformer-style names (``blocks.{l}.hook_resid_post``) of each group, or
+the first canonical name where a group has none.
+"""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+import re
+import weakref
+from collections.abc import Iterable, Sequence
+
+import torch
+
+from replab.errors import HookNameError
+
+# Names HookedTransformer users know; kept whenever the bridge exposes them.
+_LEGACY = re.compile(
+    r"^(hook_embed|hook_pos_embed|ln_final\.hook_(scale|normalized)"
+    r"|blocks\.\d+\.(hook_resid_(pre|mid|post)|hook_attn_out|hook_mlp_out"
+    r"|attn\.hook_(q|k|v|z|attn_scores|pattern|result)|mlp\.hook_(pre|post)"
+    r"|ln[12]\.hook_(scale|normalized)))$"
+)
+_LAYER = re.compile(r"^blocks\.(\d+)\.")
+_CATALOGUE: "weakref.WeakKeyDictionary[torch.nn.Module, list[str]]" = weakref.WeakKeyDictionary()
+
+
+def _sort_key(name: str) -> tuple:
+    layer = hook_layer(name)
+    return (-1 if name.startswith(("hook_embed", "hook_pos_embed", "embed", "pos_embed")) else
+            (10**6 if layer is None else layer), name)
+
+
+def _catalogue(model) -> list[str]:
+    if model in _CATALOGUE:
+        return _CATALOGUE[model]
+    device = next(model.parameters()).device
+    tokens = torch.zeros((1, 2), dtype=torch.long, device=device)
+    with torch.no_grad():
+        _, cache = model.run_with_cache(tokens)
+    groups: dict[tuple, list[str]] = {}
+    for name, value in cache.items():
+        if not torch.is_floating_point(value):  # token ids entering the embedding are not activations
+            continue
+        key = (value.untyped_storage().data_ptr(), value.storage_offset(), tuple(value.shape), tuple(value.stride()))
+        groups.setdefault(key, []).append(name)
+    keep: list[str] = []
+    for names in groups.values():
+        legacy = [n for n in names if _LEGACY.match(n)]
+        keep.extend(legacy if legacy else [min(names, key=lambda n: (not n.endswith("hook_out"), n.count("."), n))])
+    _CATALOGUE[model] = names = sorted(set(keep), key=_sort_key)
+    return names
+
+
+def hook_names(model, pattern: str | None = None) -> list[str]:
+    """List the hook names a user can capture, one per tensor, in forward order.
+
+    Args:
+        model: a hooked model from ``replab.load_model``.
+        pattern: optional glob such as ``"blocks.*.hook_resid_post"``.
+
+    Returns:
+        Sorted hook names (embedding hooks first, then by layer).
+    """
+    names = _catalogue(model)
+    return [n for n in names if fnmatch.fnmatchcase(n, pattern)] if pattern else list(names)
+
+
+def resolve_hooks(model, hooks: str | Iterable[str]) -> list[str]:
+    """Expand names and glob patterns against ``hook_names(model)``.
+
+    Raises:
+        HookNameError: a name or pattern matched nothing; the message lists close matches.
+    """
+    patterns: Sequence[str] = [hooks] if isinstance(hooks, str) else list(hooks)
+    if not patterns:
+        raise HookNameError("No hooks given. Pass a name or a glob such as 'blocks.*.hook_resid_post'.")
+    available = _catalogue(model)
+    aliases = set(model.hook_dict) if hasattr(model, "hook_dict") else set()
+    out: list[str] = []
+    for pat in patterns:
+        matched = [n for n in available if fnmatch.fnmatchcase(n, pat)]
+        if not matched and pat in aliases:
+            matched = [pat]  # an alias name the catalogue folded away is still a valid hook
+        if not matched:
+            close = difflib.get_close_matches(pat, available, n=5, cutoff=0.5)
+            hint = f" Close matches: {', '.join(close)}." if close else ""
+            raise HookNameError(
+                f"Hook {pat!r} matches nothing on this model.{hint} "
+                "See replab.hook_names(model) (or `replab hooks --model NAME`) for the full list."
+            )
+        out.extend(m for m in matched if m not in out)
+    return sorted(out, key=_sort_key)
+
+
+def hook_layer(name: str) -> int | None:
+    """The block index a hook belongs to (``blocks.3.hook_resid_post`` -> 3), ``None`` outside blocks."""
+    m = _LAYER.match(name)
+    return int(m.group(1)) if m else None

@@ -1,0 +1,83 @@
+"""``load_model``: one entry point for the world model, TransformerLens names and local checkpoints."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+
+from replab.errors import ModelLoadError
+
+WORLD_CHECKPOINT = Path(__file__).resolve().parent.parent / "world" / "checkpoint"
+
+
+def _resolve_dtype(dtype: str | torch.dtype | None) -> torch.dtype:
+    if dtype is None:
+        return torch.float32
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    try:
+        resolved = getattr(torch, str(dtype).replace("torch.", ""))
+    except AttributeError:
+        resolved = None
+    if not isinstance(resolved, torch.dtype):
+        raise ModelLoadError(f"Unknown dtype {dtype!r}; use float32, float16 or bfloat16.")
+    return resolved
+
+
+def load_model(name_or_path: str | os.PathLike, *, device: str | None = None, dtype: str | torch.dtype | None = None):
+    """Load a hooked ``TransformerBridge`` in eval mode.
+
+    Args:
+        name_or_path: ``"world"`` for the shipped world model, a local Hugging Face checkpoint
+            directory (works offline), or any TransformerLens-supported name such as ``"gpt2"``
+            (downloaded when online, read from the Hugging Face cache when offline).
+        device: torch device; defaults to CPU.
+        dtype: weight dtype (``float32`` default).
+
+    Returns:
+        A ``transformer_lens.model_bridge.TransformerBridge``. ``model.replab_name`` records what
+        was asked for, so run directories can name the model.
+
+    Raises:
+        ModelLoadError: the model could not be found or loaded; the message says what was tried.
+    """
+    from transformer_lens.model_bridge import TransformerBridge
+
+    name = str(name_or_path)
+    source = WORLD_CHECKPOINT if name == "world" else Path(name).expanduser()
+    is_local = name == "world" or source.is_dir()
+    if is_local and not (source / "config.json").is_file():
+        raise ModelLoadError(
+            f"{source} is a directory but holds no config.json, so it is not a Hugging Face checkpoint. "
+            "Save one with model.save_pretrained(dir) and tokenizer.save_pretrained(dir)."
+        )
+    target = str(source) if is_local else name
+    try:
+        model = TransformerBridge.boot_transformers(target, device=device or "cpu", dtype=_resolve_dtype(dtype))
+    except ModelLoadError:
+        raise
+    except Exception as exc:  # transformers/hub raise many types; summarise them in one message
+        offline = os.environ.get("HF_HUB_OFFLINE") == "1" or os.environ.get("TRANSFORMERS_OFFLINE") == "1"
+        if is_local:
+            raise ModelLoadError(
+                f"Could not load the local checkpoint {target}: {type(exc).__name__}: {str(exc).splitlines()[0]}. "
+                "It needs config.json, model weights (model.safetensors) and tokenizer files "
+                "(tokenizer.json + tokenizer_config.json)."
+            ) from None
+        raise ModelLoadError(
+            f"Could not load model {name!r}. Tried: a local directory named {name!r} (none exists), then "
+            f"the Hugging Face hub/cache via TransformerLens ({type(exc).__name__}: {str(exc).splitlines()[0][:200]}). "
+            + (
+                "You are offline (HF_HUB_OFFLINE=1) and the model is not in the cache. "
+                if offline
+                else "Check the name (a TransformerLens-supported name such as 'gpt2' or 'EleutherAI/pythia-70m') "
+                "and your network. "
+            )
+            + "Fix: run once with network access to cache it, pass a local checkpoint directory, or use 'world' "
+            "for the shipped model."
+        ) from None
+    model.eval()
+    model.replab_name = "world" if name == "world" else name
+    return model

@@ -1,0 +1,261 @@
+"""Run directories: what every command and study writes, and all the app reads.
+
+A run directory ``runs/<name>/`` holds ``run.json`` (kind, config, model, versions, metrics,
+timings, status) plus artifacts: tables (CSV + JSON), Plotly figures (JSON), tensors
+(safetensors) and free-form JSON. Files are written atomically (temporary file, then rename),
+and ``run.json`` says ``"status": "complete"`` only once ``finish`` ran, so a reader can tell a
+partial run from a finished one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import json
+import os
+import platform
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from replab.errors import RunDirError
+
+RUN_FILE = "run.json"
+
+
+def versions() -> dict[str, str]:
+    """Versions of replab and the libraries whose behaviour a result depends on."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"python": platform.python_version()}
+    for pkg in ("replab", "torch", "transformer-lens", "transformers", "numpy", "scikit-learn"):
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            out[pkg] = "not installed"
+    return out
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` via a temporary file and rename, so readers never see half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def atomic_write_json(path: Path, obj: Any) -> None:
+    """Atomically write ``obj`` as indented JSON (NaN written as null)."""
+    atomic_write_bytes(Path(path), json.dumps(_jsonable(obj), indent=1, allow_nan=False).encode())
+
+
+def _jsonable(obj: Any) -> Any:
+    import math
+
+    import numpy as np
+
+    if isinstance(obj, Mapping):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return _jsonable(obj.tolist())
+    if isinstance(obj, np.generic):
+        return _jsonable(obj.item())
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj
+
+
+def read_json(path: Path, what: str = "file") -> Any:
+    """Read JSON with an error that names the file and the fix instead of a parser traceback."""
+    path = Path(path)
+    if not path.is_file():
+        raise RunDirError(f"{what} {path} is missing.")
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise RunDirError(f"{what} {path} is corrupt ({exc}); delete it and re-run the command that made it.") from None
+
+
+@dataclass
+class Run:
+    """A run directory being written or read."""
+
+    path: Path
+    info: dict[str, Any] = field(default_factory=dict)
+
+    # ---- writing -------------------------------------------------------------------------
+    @classmethod
+    def create(cls, path: str | os.PathLike, kind: str, config: Mapping[str, Any], *, model=None) -> "Run":
+        """Start a run: make the directory and write ``run.json`` with ``status: running``.
+
+        Args:
+            path: the run directory (created if missing; existing artifacts are overwritten
+                one by one as the run rewrites them).
+            kind: what ran, e.g. ``"capture"``, ``"probe"``, ``"sae"``, ``"world-eval"``.
+            config: the settings, as given (JSON-serialisable).
+            model: optional model; its name and weights hash are recorded.
+        """
+        from replab.models.identity import model_id, weights_hash
+
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        info = {
+            "kind": kind,
+            "name": path.name,
+            "status": "running",
+            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "config": dict(config),
+            "model": {"id": model_id(model), "weights_sha256": weights_hash(model)} if model is not None else None,
+            "versions": versions(),
+            "metrics": {},
+            "timings": {},
+            "artifacts": [],
+        }
+        run = cls(path, info)
+        run._save()
+        return run
+
+    def _save(self) -> None:
+        atomic_write_json(self.path / RUN_FILE, self.info)
+
+    def _artifact(self, rel: str) -> Path:
+        if rel not in self.info["artifacts"]:
+            self.info["artifacts"].append(rel)
+        return self.path / rel
+
+    def write_json(self, rel: str, obj: Any) -> Path:
+        """Write a JSON artifact at ``rel`` (relative to the run directory)."""
+        p = self._artifact(rel)
+        atomic_write_json(p, obj)
+        return p
+
+    def write_figure(self, name: str, fig) -> Path:
+        """Write a Plotly figure as ``figures/<name>.json`` (``plotly.io.from_json`` reads it)."""
+        p = self._artifact(f"figures/{name}.json")
+        atomic_write_bytes(p, fig.to_json().encode())
+        return p
+
+    def write_table(self, name: str, df) -> Path:
+        """Write a pandas DataFrame as ``<name>.csv`` and ``<name>.json`` (records)."""
+        csv = self._artifact(f"{name}.csv")
+        atomic_write_bytes(csv, df.to_csv(index=False).encode())
+        self.write_json(f"{name}.json", df.to_dict(orient="records"))
+        return csv
+
+    def write_tensors(self, rel: str, tensors: Mapping[str, Any], metadata: Mapping[str, str] | None = None) -> Path:
+        """Write tensors (torch or numpy) as safetensors at ``rel``."""
+        import torch
+        from safetensors.torch import save
+
+        p = self._artifact(rel)
+        data = {k: torch.as_tensor(v).contiguous() for k, v in tensors.items()}
+        atomic_write_bytes(p, save(data, metadata=dict(metadata) if metadata else None))
+        return p
+
+    @contextlib.contextmanager
+    def timer(self, name: str) -> Iterator[None]:
+        """Record the wall time of a block under ``timings[name]`` (seconds)."""
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.info["timings"][name] = round(time.perf_counter() - t0, 4)
+            self._save()
+
+    def log_metrics(self, metrics: Mapping[str, Any]) -> None:
+        """Merge metrics into ``run.json`` now (useful for long runs)."""
+        self.info["metrics"].update(_jsonable(dict(metrics)))
+        self._save()
+
+    def finish(self, metrics: Mapping[str, Any] | None = None) -> "Run":
+        """Record final metrics and mark the run complete."""
+        if metrics:
+            self.info["metrics"].update(_jsonable(dict(metrics)))
+        self.info["status"] = "complete"
+        self.info["finished"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+        self._save()
+        return self
+
+    # ---- reading -------------------------------------------------------------------------
+    @classmethod
+    def open(cls, path: str | os.PathLike, *, require_complete: bool = True) -> "Run":
+        """Open a run directory for reading.
+
+        Raises:
+            RunDirError: the directory or its ``run.json`` is missing or corrupt, the run did
+                not finish (``require_complete``), or a listed artifact is missing.
+        """
+        path = Path(path)
+        if not path.is_dir():
+            raise RunDirError(f"Run directory {path} does not exist. Run the replab command that creates it first.")
+        info = read_json(path / RUN_FILE, "run.json of")
+        if not isinstance(info, dict) or "kind" not in info:
+            raise RunDirError(f"{path / RUN_FILE} is not a replab run.json (no 'kind'); re-run the command.")
+        if require_complete and info.get("status") != "complete":
+            raise RunDirError(
+                f"Run {path} is partial (status {info.get('status')!r}): the command that writes it did not finish. "
+                "Re-run it to complete the run."
+            )
+        missing = [a for a in info.get("artifacts", []) if not (path / a).exists()]
+        if missing:
+            raise RunDirError(f"Run {path} lists artifacts that are missing: {', '.join(missing[:5])}. Re-run it.")
+        return cls(path, info)
+
+    @property
+    def kind(self) -> str:
+        return self.info["kind"]
+
+    def read_json(self, rel: str) -> Any:
+        """Read a JSON artifact."""
+        return read_json(self.path / rel, f"Artifact of run {self.path.name}:")
+
+    def read_figure(self, name: str):
+        """Read ``figures/<name>.json`` back into a Plotly figure."""
+        import plotly.io as pio
+
+        p = self.path / "figures" / f"{name}.json"
+        if not p.is_file():
+            raise RunDirError(f"Figure {p} is missing; re-run the command that made run {self.path.name}.")
+        try:
+            return pio.from_json(p.read_text())
+        except ValueError as exc:
+            raise RunDirError(f"Figure {p} is corrupt ({exc}); re-run the command.") from None
+
+    def read_table(self, name: str):
+        """Read ``<name>.csv`` back as a DataFrame."""
+        import pandas as pd
+
+        p = self.path / f"{name}.csv"
+        if not p.is_file():
+            raise RunDirError(f"Table {p} is missing; re-run the command that made run {self.path.name}.")
+        return pd.read_csv(p)
+
+    def read_tensors(self, rel: str) -> dict:
+        """Read a safetensors artifact into torch tensors."""
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        p = self.path / rel
+        if not p.is_file():
+            raise RunDirError(f"Tensor file {p} is missing; re-run the command that made run {self.path.name}.")
+        try:
+            return load_file(str(p))
+        except (SafetensorError, OSError) as exc:
+            raise RunDirError(f"Tensor file {p} is corrupt ({exc}); re-run the command.") from None
+
+
+def find_runs(root: str | os.PathLike) -> list[Path]:
+    """Every directory under ``root`` (recursively) that holds a ``run.json``, sorted by path."""
+    root = Path(root)
+    if not root.is_dir():
+        return []
+    return sorted(p.parent for p in root.rglob(RUN_FILE))
