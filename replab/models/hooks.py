@@ -30,12 +30,6 @@ _LAYER = re.compile(r"^blocks\.(\d+)\.")
 _CATALOGUE: "weakref.WeakKeyDictionary[torch.nn.Module, list[str]]" = weakref.WeakKeyDictionary()
 
 
-def _sort_key(name: str) -> tuple:
-    layer = hook_layer(name)
-    return (-1 if name.startswith(("hook_embed", "hook_pos_embed", "embed", "pos_embed")) else
-            (10**6 if layer is None else layer), name)
-
-
 def _catalogue(model) -> list[str]:
     if model in _CATALOGUE:
         return _CATALOGUE[model]
@@ -49,11 +43,12 @@ def _catalogue(model) -> list[str]:
             continue
         key = (value.untyped_storage().data_ptr(), value.storage_offset(), tuple(value.shape), tuple(value.stride()))
         groups.setdefault(key, []).append(name)
-    keep: list[str] = []
+    keep: set[str] = set()
     for names in groups.values():
         legacy = [n for n in names if _LEGACY.match(n)]
-        keep.extend(legacy if legacy else [min(names, key=lambda n: (not n.endswith("hook_out"), n.count("."), n))])
-    _CATALOGUE[model] = names = sorted(set(keep), key=_sort_key)
+        keep.update(legacy if legacy else [min(names, key=lambda n: (not n.endswith("hook_out"), n.count("."), n))])
+    # the cache is filled in the order hooks fire, so this is forward order
+    _CATALOGUE[model] = names = [n for n in cache.keys() if n in keep]
     return names
 
 
@@ -65,7 +60,7 @@ def hook_names(model, pattern: str | None = None) -> list[str]:
         pattern: optional glob such as ``"blocks.*.hook_resid_post"``.
 
     Returns:
-        Sorted hook names (embedding hooks first, then by layer).
+        Hook names in the order they fire in the forward pass.
     """
     names = _catalogue(model)
     return [n for n in names if fnmatch.fnmatchcase(n, pattern)] if pattern else list(names)
@@ -95,7 +90,7 @@ def resolve_hooks(model, hooks: str | Iterable[str]) -> list[str]:
                 "See replab.hook_names(model) (or `replab hooks --model NAME`) for the full list."
             )
         out.extend(m for m in matched if m not in out)
-    return sorted(out, key=_sort_key)
+    return sorted(out, key=lambda n: available.index(n) if n in available else len(available))
 
 
 def hook_layer(name: str) -> int | None:

@@ -1,0 +1,204 @@
+"""``capture``: run a model over prompts or a corpus and stream chosen activations into a store."""
+
+from __future__ import annotations
+
+import os
+import time
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from replab.activations import shards
+from replab.activations.positions import PositionFn, Positions
+from replab.activations.sources import as_source
+from replab.activations.store import ActivationStore
+from replab.datasets import PromptSet, TextCorpus
+from replab.errors import DataError, StoreError
+from replab.models.hooks import resolve_hooks
+from replab.models.identity import model_id, weights_hash
+from replab.runs import Run
+
+
+class _Stop(Exception):
+    """Raised by the last requested hook: nothing the forward computes after it is stored."""
+
+
+class _Recorder:
+    """Forward hooks keeping the selected rows ``[rows, d]`` of each requested hook.
+
+    Once every requested hook has fired the forward is stopped, so only the layers up to the
+    deepest requested hook run (ln_final and unembed too when they were asked for).
+    """
+
+    def __init__(self, model, hooks: list[str]):
+        self.model = model
+        self.hooks = hooks
+        self.out: dict[str, torch.Tensor] = {}
+        self._select: tuple[torch.Tensor, torch.Tensor] = (torch.zeros(0), torch.zeros(0))
+        self._shape: tuple[int, int] = (0, 0)
+
+    def __enter__(self) -> "_Recorder":
+        self._handles = [self.model.hook_dict[h].register_forward_hook(partial(self._take, h)) for h in self.hooks]
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for handle in self._handles:
+            handle.remove()
+
+    def _take(self, name: str, module, inputs, output: torch.Tensor) -> None:
+        if output.ndim < 3 or tuple(output.shape[:2]) != self._shape:
+            raise DataError(
+                f"Hook {name} has shape {tuple(output.shape)}, not [batch, position, ...] for tokens of shape "
+                f"{self._shape}; a store holds one row per token. Capture a per-token hook instead "
+                "(e.g. attn.hook_z rather than attn.hook_pattern)."
+            )
+        item, pos = self._select
+        self.out[name] = output[item, pos].reshape(len(item), -1)
+        if len(self.out) == len(self.hooks):
+            raise _Stop
+
+    def run(self, tokens: torch.Tensor, item: torch.Tensor, pos: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Forward ``tokens`` [batch, seq] and return hook -> activations at ``(item, pos)`` [rows, d]."""
+        device = next(self.model.parameters()).device
+        self.out, self._shape = {}, tuple(tokens.shape)
+        self._select = (item.to(device), pos.to(device))
+        try:
+            self.model(tokens.to(device))
+        except _Stop:
+            pass
+        missing = [h for h in self.hooks if h not in self.out]
+        if missing:
+            raise StoreError(f"Hooks {missing} did not fire during the forward pass; they cannot be captured.")
+        return self.out
+
+
+def _dims(recorder: _Recorder) -> dict[str, int]:
+    """Values per row of each hook, from two tiny forwards of different lengths (which also
+    rejects hooks whose second axis is not the token position, e.g. attention patterns)."""
+    dims: dict[str, int] = {}
+    for n in (3, 4):
+        tokens = torch.zeros((1, n), dtype=torch.long)
+        out = recorder.run(tokens, torch.zeros(n, dtype=torch.long), torch.arange(n))
+        for h, x in out.items():
+            if dims.setdefault(h, x.shape[1]) != x.shape[1]:
+                raise DataError(f"Hook {h} changes width with the sequence length; it is not a per-token activation.")
+    return dims
+
+
+def _rows_per_shard(shard_mb: float, dims: dict[str, int], dtype: str) -> int:
+    if not shard_mb > 0:
+        raise StoreError(f"shard_mb must be positive, got {shard_mb}.")
+    return max(1, int(shard_mb * 2**20) // (max(dims.values()) * shards.itemsize(dtype)))
+
+
+def capture(
+    model,
+    source: PromptSet | TextCorpus | str | os.PathLike,
+    hooks: str | list[str],
+    *,
+    positions: str | PositionFn = "all",
+    out: str | os.PathLike,
+    dtype: str = "float32",
+    batch_size: int = 32,
+    max_tokens: int | None = None,
+    context: int | None = None,
+    shard_mb: float = 64,
+    resume: bool = True,
+) -> ActivationStore:
+    """Capture activations of ``hooks`` at ``positions`` into an activation store at ``out``.
+
+    The source is read in a fixed order and written in shards of equal rows; memory stays at
+    one batch plus one shard's metadata whatever the source size. A capture killed at any
+    point resumes when called again with the same arguments and yields the same store, byte
+    for byte (given the same ``batch_size``). ``out`` is also a run directory (``run.json``,
+    kind ``capture``).
+
+    Args:
+        model: a hooked model from ``replab.load_model``.
+        source: a ``PromptSet`` (rows carry its label/target/subject metadata), a
+            ``TextCorpus`` (packed into contexts of ``context`` tokens, each starting with
+            BOS), or a path/spec understood by ``replab.datasets.load``.
+        hooks: hook names or globs (``"blocks.*.hook_resid_post"``), see ``replab.hook_names``.
+        positions: ``"all"`` (padding never stored), ``"last"``, ``"subject_last"``, or
+            ``fn(item_index, token_ids) -> positions``.
+        out: the store directory.
+        dtype: ``"float32"``, ``"float16"`` or ``"bfloat16"`` (values rounded from float32).
+        batch_size: prompts or contexts per forward pass.
+        max_tokens: corpus only: stop after ``max_tokens // context`` contexts.
+        context: corpus only: tokens per context (default ``min(128, n_ctx)``).
+        shard_mb: shard size in MiB for the widest hook (all hooks share row boundaries).
+        resume: continue a matching partial store at ``out`` (a complete one is returned as is);
+            ``False`` overwrites whatever store is there.
+
+    Returns:
+        The ``ActivationStore`` at ``out``: ``store[hook]`` is ``[n_rows, d]``.
+
+    Raises:
+        HookNameError: a hook matches nothing (close matches listed).
+        DataError: positions the source cannot supply, a non-per-token hook, bad context.
+        StoreError: ``out`` holds a store made with different settings (differences listed).
+    """
+    shards.check_dtype(dtype)
+    if batch_size < 1:
+        raise DataError(f"batch_size must be at least 1, got {batch_size}.")
+    out = Path(out)
+    src = as_source(source, model, context=context, max_tokens=max_tokens)
+    spec = Positions.parse(positions)
+    spec.check(src)
+    names = resolve_hooks(model, hooks)
+    recorder = _Recorder(model, names)
+    with recorder, torch.inference_mode():
+        dims = _dims(recorder)
+    settings = {
+        "format_version": shards.FORMAT_VERSION, "model": model_id(model), "model_hash": weights_hash(model),
+        "hooks": names, "dims": dims, "dtype": dtype, "positions": spec.describe(), "source": src.describe(),
+        "rows_per_shard": _rows_per_shard(shard_mb, dims, dtype),
+        "meta_columns": list(shards.META_COLUMNS), "replab_version": _version(),
+    }
+    manifest = shards.prepare(out, settings, resume=resume)
+    if manifest["complete"]:
+        return ActivationStore.open(out)
+
+    config = {"source": settings["source"], "hooks": hooks if isinstance(hooks, str) else list(hooks),
+              "positions": spec.describe(), "dtype": dtype, "batch_size": batch_size, "max_tokens": max_tokens,
+              "context": getattr(src, "context", None), "shard_mb": shard_mb, "resume": resume}
+    run = Run.create(out, "capture", config, model=model)
+    records = src.records()
+    if records is not None:
+        manifest["prompts"] = {"sha256": shards.file_sha256(run.write_json(shards.PROMPTS, records))}
+    writer = shards.ShardWriter(out, manifest, save=partial(run.write_json, shards.MANIFEST))
+    resumed_rows = manifest["n_rows"]
+    cursor = manifest["cursor"]
+    tokens_done, n_items = 0, cursor["item"]
+    t0 = time.perf_counter()
+    bar = tqdm(total=src.expected_tokens(model), unit="tok", unit_scale=True, desc=f"capture {out.name}")
+    with run.timer("capture"), recorder, torch.inference_mode(), bar:
+        for batch in src.batches(model, cursor["item"], batch_size):
+            skip = cursor["skip"] if batch.start == cursor["item"] else 0
+            item, pos = spec.select(model, src, batch)
+            acts = recorder.run(batch.tokens.tokens, item, pos)
+            columns = {h: shards.encode(x, dtype) for h, x in acts.items()}
+            meta = {"prompt_index": item.numpy() + batch.start, "position": pos.numpy(),
+                    "token_id": batch.tokens.tokens[item, pos].numpy()}
+            columns.update({f"meta.{c}": v.astype(np.int64)[:, None] for c, v in meta.items()})
+            writer.append({c: v[skip:] for c, v in columns.items()}, item=batch.start, n_items=len(batch), skip=skip)
+            n_items = batch.start + len(batch)
+            n_tokens = int(batch.tokens.lengths.sum())
+            tokens_done += n_tokens
+            bar.update(n_tokens)
+        if writer.manifest["n_rows"] + writer.pending_rows == 0:
+            raise DataError("The capture selected no rows at all; check the source and the positions spec.")
+        manifest = writer.finish(n_items)
+    elapsed = time.perf_counter() - t0
+    run.finish({"rows": manifest["n_rows"], "tokens": tokens_done, "tokens_per_s": tokens_done / max(elapsed, 1e-9),
+                "resumed_from_rows": resumed_rows, "shards": len(manifest["shards"])})
+    return ActivationStore.open(out)
+
+
+def _version() -> str:
+    import replab
+
+    return replab.__version__

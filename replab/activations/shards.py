@@ -1,0 +1,289 @@
+"""The on-disk format of an activation store: manifest, shard layout, encoding, commits and checks.
+
+A store is a directory::
+
+    manifest.json            settings, shard list with one SHA-256 per file, committed-row cursor
+    prompts.json             per-prompt columns (text, label, target, ...) of a prompt-set source
+    shards/00000/<hook>.bin  raw little-endian rows [rows, d] of one hook (float32, float16, or
+                             bfloat16 kept as uint16 bits)
+    shards/00000/meta.<col>.bin   int64 rows of prompt_index, position, token_id
+
+Every shard holds the same ``rows_per_shard`` rows for every hook (the last one may hold fewer).
+A shard is written into ``shards/.NNNNN.tmp/`` and renamed into place once complete; only then
+is it listed in the manifest, so a capture killed at any moment leaves either a committed shard
+or debris that the next run deletes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from replab.errors import StoreError
+from replab.runs import atomic_write_json
+
+FORMAT = "replab.activation-store"
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+PROMPTS = "prompts.json"
+SHARDS = "shards"
+META_COLUMNS = ("prompt_index", "position", "token_id")
+# Settings that must match for a capture to continue an existing store.
+IDENTITY = ("format_version", "model", "model_hash", "hooks", "dims", "dtype", "positions", "source", "rows_per_shard")
+
+_STORAGE = {"float32": np.dtype("<f4"), "float16": np.dtype("<f2"), "bfloat16": np.dtype("<u2")}
+_TORCH = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+_META = np.dtype("<i8")
+_HASH_CHUNK = 1 << 24
+
+
+def check_dtype(dtype: str) -> str:
+    """Validate a store dtype name (``float32``, ``float16``, ``bfloat16``)."""
+    if dtype not in _STORAGE:
+        raise StoreError(f"Unsupported store dtype {dtype!r}; use one of {', '.join(_STORAGE)}.")
+    return dtype
+
+
+def itemsize(dtype: str) -> int:
+    """Bytes per stored value."""
+    return _STORAGE[check_dtype(dtype)].itemsize
+
+
+def encode(x: torch.Tensor, dtype: str) -> np.ndarray:
+    """Round ``x`` [rows, d] to the store dtype and return its bytes' numpy view (bf16 as uint16 bits)."""
+    t = x.detach().to(_TORCH[dtype]).cpu().contiguous()
+    return t.view(torch.int16).numpy().view(np.uint16) if dtype == "bfloat16" else t.numpy()
+
+
+def decode(raw: np.ndarray, dtype: str) -> np.ndarray:
+    """Stored values -> numpy (float32 for float32 and bfloat16 stores, float16 for float16)."""
+    if dtype == "bfloat16":
+        return (raw.astype(np.uint32) << 16).view(np.float32)
+    return np.asarray(raw, dtype=_STORAGE[dtype].newbyteorder("="))
+
+
+def value_dtype(dtype: str) -> np.dtype:
+    """The numpy dtype reads return for a store dtype (numpy has no bfloat16, so float32)."""
+    return np.dtype(np.float16 if dtype == "float16" else np.float32)
+
+
+def column_layout(manifest: Mapping[str, Any]) -> dict[str, tuple[np.dtype, int]]:
+    """File name stem -> (storage dtype, values per row) for every file of a shard."""
+    layout = {h: (_STORAGE[manifest["dtype"]], int(manifest["dims"][h])) for h in manifest["hooks"]}
+    layout.update({f"meta.{c}": (_META, 1) for c in META_COLUMNS})
+    return layout
+
+
+def shard_dir(root: Path, k: int) -> Path:
+    return Path(root) / SHARDS / f"{k:05d}"
+
+
+def column_file(root: Path, k: int, column: str) -> Path:
+    return shard_dir(root, k) / f"{column}.bin"
+
+
+def read_manifest(root: Path) -> dict[str, Any]:
+    """Read ``manifest.json``.
+
+    Raises:
+        StoreError: no store at ``root``, or the manifest is unreadable.
+    """
+    path = Path(root) / MANIFEST
+    if not path.is_file():
+        raise StoreError(
+            f"No activation store at {root}: {MANIFEST} is missing. Create one with replab.capture(...) "
+            "or `replab capture ... --out PATH`."
+        )
+    try:
+        manifest = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise StoreError(f"{path} is corrupt ({exc}); re-run the capture with resume=False (--no-resume).") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise StoreError(f"{path} is not an activation-store manifest; point at a directory made by replab.capture.")
+    return manifest
+
+
+def file_sha256(path: Path) -> str:
+    """SHA-256 of a file, read in chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(_HASH_CHUNK):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def problems(root: Path, manifest: Mapping[str, Any], *, checksums: bool) -> list[str]:
+    """Name every missing, truncated or (with ``checksums``) corrupt file the manifest lists."""
+    root = Path(root)
+    out: list[str] = []
+    prompts = manifest.get("prompts")
+    if prompts:
+        p = root / PROMPTS
+        if not p.is_file():
+            out.append(f"{PROMPTS} is missing")
+        elif checksums and file_sha256(p) != prompts["sha256"]:
+            out.append(f"{PROMPTS} is corrupt (checksum mismatch)")
+    layout = column_layout(manifest)
+    for k, shard in enumerate(manifest["shards"]):
+        for col, (dt, width) in layout.items():
+            p = column_file(root, k, col)
+            rel = p.relative_to(root)
+            expected = shard["rows"] * width * dt.itemsize
+            if not p.is_file():
+                out.append(f"shard {k} of {col}: {rel} is missing")
+            elif (size := p.stat().st_size) != expected:
+                out.append(f"shard {k} of {col}: {rel} is truncated or padded ({size} bytes, expected {expected})")
+            elif checksums and file_sha256(p) != shard["sha256"][col]:
+                out.append(f"shard {k} of {col}: {rel} is corrupt (checksum mismatch)")
+    return out
+
+
+def _differences(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
+    def short(v: Any) -> str:
+        s = json.dumps(v, sort_keys=True)
+        return s if len(s) <= 160 else s[:157] + "..."
+
+    return [f"{k}: store has {short(old.get(k))}, this capture asks for {short(new[k])}"
+            for k in IDENTITY if old.get(k) != new[k]]
+
+
+def prepare(root: Path, settings: Mapping[str, Any], *, resume: bool) -> dict[str, Any]:
+    """The manifest a capture continues from, with uncommitted debris removed.
+
+    With ``resume`` and a store already at ``root``, its committed shards are kept when its
+    settings match; otherwise a fresh, empty manifest is written (old shards are deleted).
+
+    Raises:
+        StoreError: the existing store was made with different settings (the message lists
+            them), or its committed shards are damaged.
+    """
+    root = Path(root)
+    if root.exists() and not root.is_dir():
+        raise StoreError(f"{root} is a file; captures write a directory. Choose another --out.")
+    manifest = None
+    if resume and (root / MANIFEST).exists():
+        manifest = read_manifest(root)
+        diffs = _differences(manifest, settings)
+        if diffs:
+            raise StoreError(
+                f"{root} holds an activation store made with different settings; refusing to mix them.\n  "
+                + "\n  ".join(diffs)
+                + "\nCapture into another directory, or pass resume=False (--no-resume) to overwrite it."
+            )
+        damaged = problems(root, manifest, checksums=False)
+        if damaged:
+            raise StoreError(
+                f"Cannot resume {root}: committed files are damaged ({'; '.join(damaged[:5])}). "
+                "Pass resume=False (--no-resume) to capture again from scratch."
+            )
+    if manifest is None:
+        manifest = {"format": FORMAT, **settings, "prompts": None, "shards": [], "n_rows": 0,
+                    "cursor": {"item": 0, "skip": 0}, "complete": False}
+        atomic_write_json(root / MANIFEST, manifest)
+    committed = {shard_dir(root, k).name for k in range(len(manifest["shards"]))}
+    if (root / SHARDS).is_dir():
+        for p in (root / SHARDS).iterdir():
+            if p.name not in committed:
+                shutil.rmtree(p) if p.is_dir() else p.unlink()
+    return manifest
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class ShardWriter:
+    """Appends rows to the open shard and commits each full shard atomically.
+
+    Args:
+        root: the store directory.
+        manifest: the manifest from ``prepare`` (mutated as shards commit).
+        save: writes the manifest atomically (called after every commit).
+    """
+
+    def __init__(self, root: Path, manifest: dict[str, Any], save: Callable[[dict[str, Any]], Any]):
+        self.root = Path(root)
+        self.manifest = manifest
+        self._save = save
+        self._layout = column_layout(manifest)
+        self._capacity = int(manifest["rows_per_shard"])
+        self._rows = 0
+        self._files: dict[str, tuple[Any, Any]] | None = None
+
+    @property
+    def pending_rows(self) -> int:
+        """Rows written to the open, not yet committed shard."""
+        return self._rows
+
+    def _open(self) -> None:
+        k = len(self.manifest["shards"])
+        tmp = self.root / SHARDS / f".{k:05d}.tmp"
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        tmp.mkdir(parents=True)
+        self._tmp = tmp
+        self._files = {c: (open(tmp / f"{c}.bin", "wb"), hashlib.sha256()) for c in self._layout}
+
+    def append(self, columns: Mapping[str, np.ndarray], *, item: int, n_items: int, skip: int = 0) -> None:
+        """Write rows produced by one batch.
+
+        Args:
+            columns: file stem (hook name or ``meta.<col>``) -> encoded rows ``[rows, width]``.
+            item: index of the batch's first source item (prompt or context).
+            n_items: items in the batch.
+            skip: rows of this batch already committed before (``columns`` starts after them).
+        """
+        n = len(next(iter(columns.values())))
+        off = 0
+        while off < n:
+            if self._files is None:
+                self._open()
+            take = min(n - off, self._capacity - self._rows)
+            for col, (f, h) in self._files.items():
+                chunk = np.ascontiguousarray(columns[col][off:off + take])
+                f.write(chunk.data)
+                h.update(chunk.data)
+            self._rows += take
+            off += take
+            if self._rows == self._capacity:
+                done = off == n
+                self._commit({"item": item + n_items, "skip": 0} if done else {"item": item, "skip": skip + off})
+
+    def _commit(self, cursor: dict[str, int]) -> None:
+        assert self._files is not None
+        hashes = {}
+        for col, (f, h) in self._files.items():
+            f.flush()
+            os.fsync(f.fileno())
+            f.close()
+            hashes[col] = h.hexdigest()
+        k = len(self.manifest["shards"])
+        os.replace(self._tmp, shard_dir(self.root, k))
+        _fsync_dir(self.root / SHARDS)
+        self.manifest["shards"].append({"rows": self._rows, "sha256": hashes})
+        self.manifest["n_rows"] += self._rows
+        self.manifest["cursor"] = cursor
+        self._save(self.manifest)
+        self._files, self._rows = None, 0
+
+    def finish(self, n_items: int) -> dict[str, Any]:
+        """Commit the last, partial shard and mark the store complete (``n_items`` items in all)."""
+        end = {"item": n_items, "skip": 0}
+        if self._files is not None:
+            self._commit(end)
+        self.manifest["cursor"] = end
+        self.manifest["complete"] = True
+        self._save(self.manifest)
+        return self.manifest

@@ -1,0 +1,158 @@
+"""What a capture reads: prompt sets (one item per prompt) or text corpora packed into contexts.
+
+Both yield right-padded ``TokenBatch`` es of ``batch_size`` items in a fixed order, starting at
+any item, so a resumed capture recomputes exactly the batches an uninterrupted one would.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from itertools import islice
+from typing import Any
+
+import torch
+
+from replab.datasets import PromptSet, TextCorpus
+from replab.errors import DataError
+from replab.models.tokens import TokenBatch, tokenize
+
+DEFAULT_CONTEXT = 128
+
+
+@dataclass(frozen=True)
+class Batch:
+    """Items ``start .. start + len(tokens) - 1`` of a source, tokenised.
+
+    Attributes:
+        start: index of the first item (prompt index, or context index for a corpus).
+        tokens: right-padded ``[batch, seq]`` ids with each row's real length.
+    """
+
+    start: int
+    tokens: TokenBatch
+
+    def __len__(self) -> int:
+        return self.tokens.tokens.shape[0]
+
+
+class PromptSource:
+    """A ``PromptSet``: each prompt is one item, tokenised as ``model(text)`` would."""
+
+    def __init__(self, prompts: PromptSet):
+        self.prompts = prompts
+
+    def describe(self) -> dict[str, Any]:
+        """``PromptSet.describe()`` plus a hash of every row, so edited prompts count as another source."""
+        digest = hashlib.sha256(json.dumps(self.prompts.records(), sort_keys=True, default=str).encode())
+        return {**self.prompts.describe(), "sha256": digest.hexdigest()[:16]}
+
+    def records(self) -> list[dict[str, Any]]:
+        """Per-prompt columns (text, label, target, subject, answer) for the store's metadata."""
+        return self.prompts.records()
+
+    def expected_tokens(self, model) -> int | None:
+        return None
+
+    def batches(self, model, start: int, batch_size: int) -> Iterator[Batch]:
+        """Batches of ``batch_size`` prompts from prompt ``start`` on."""
+        texts = self.prompts.texts
+        for lo in range(start, len(texts), batch_size):
+            yield Batch(lo, tokenize(model, texts[lo: lo + batch_size]))
+
+
+class CorpusSource:
+    """A ``TextCorpus`` packed into contexts of ``context`` tokens for SAE-style training.
+
+    Each document is tokenised with ``model.to_tokens`` (which prepends BOS), the documents
+    are concatenated, and the stream is cut into contexts that each start with BOS (a
+    document's own BOS is reused when a context starts there), as SAELens does. A trailing
+    partial context is dropped. At most ``max_tokens // context`` contexts are made.
+    """
+
+    def __init__(self, corpus: TextCorpus, context: int, max_tokens: int | None):
+        self.corpus = corpus
+        self.context = context
+        self.max_tokens = max_tokens
+
+    def describe(self) -> dict[str, Any]:
+        return {**self.corpus.describe(), "context": self.context, "max_tokens": self.max_tokens,
+                "packing": "bos-per-context"}
+
+    def records(self) -> None:
+        return None
+
+    def expected_tokens(self, model) -> int | None:
+        return None if self.max_tokens is None else self.max_tokens // self.context * self.context
+
+    def _contexts(self, model) -> Iterator[list[int]]:
+        bos = model.tokenizer.bos_token_id
+        if bos is None:
+            raise DataError("The model's tokenizer has no BOS token, which corpus packing starts every context with.")
+        body = self.context - 1
+        limit = None if self.max_tokens is None else self.max_tokens // self.context
+        made, pending, at = 0, [], 0
+        for doc in self.corpus.documents:
+            pending = pending[at:] + model.to_tokens(doc, truncate=False, move_to_device=False)[0].tolist()
+            at = 0
+            while True:
+                skip = 1 if at < len(pending) and pending[at] == bos else 0
+                if len(pending) - at - skip < body:
+                    break
+                if limit is not None and made == limit:
+                    return
+                yield [bos, *pending[at + skip: at + skip + body]]
+                made += 1
+                at += skip + body
+        if made == 0:
+            raise DataError(
+                f"Corpus {self.corpus.name!r} has fewer tokens than one context of {self.context}; "
+                "pass a smaller context (--context) or a larger corpus."
+            )
+
+    def batches(self, model, start: int, batch_size: int) -> Iterator[Batch]:
+        """Batches of ``batch_size`` contexts from context ``start`` on (earlier ones are tokenised, not run)."""
+        contexts = islice(self._contexts(model), start, None)
+        lo = start
+        while chunk := list(islice(contexts, batch_size)):
+            tokens = torch.tensor(chunk, dtype=torch.long)
+            yield Batch(lo, TokenBatch(tokens, torch.full((len(chunk),), self.context, dtype=torch.long)))
+            lo += len(chunk)
+
+
+Source = PromptSource | CorpusSource
+
+
+def as_source(source: PromptSet | TextCorpus | str | os.PathLike, model, *, context: int | None = None,
+              max_tokens: int | None = None) -> Source:
+    """Wrap a prompt set, a corpus, or a ``replab.datasets.load`` spec/path as a capture source.
+
+    Raises:
+        DataError: ``context``/``max_tokens`` given for prompts, or a context the model cannot take.
+    """
+    if isinstance(source, (str, os.PathLike)):
+        from replab.datasets import load
+
+        source = load(source)
+    if isinstance(source, PromptSet):
+        if context is not None or max_tokens is not None:
+            raise DataError("context and max_tokens apply to text corpora; a prompt set is captured prompt by prompt. "
+                            "Drop them, or pass a TextCorpus.")
+        return PromptSource(source)
+    if not isinstance(source, TextCorpus):
+        raise DataError(f"Cannot capture from {type(source).__name__}; pass a PromptSet, a TextCorpus or a path.")
+    n_ctx = getattr(model.cfg, "n_ctx", None)
+    context = context if context is not None else min(DEFAULT_CONTEXT, n_ctx or DEFAULT_CONTEXT)
+    if context < 2 or (n_ctx and context > n_ctx):
+        raise DataError(f"Context {context} is not usable: it must be between 2 and the model's n_ctx ({n_ctx}).")
+    if max_tokens is not None and max_tokens < context:
+        raise DataError(f"max_tokens {max_tokens} is less than one context of {context}; raise it or lower --context.")
+    return CorpusSource(source, context, max_tokens)
+
+
+def as_corpus(source: PromptSet | TextCorpus) -> TextCorpus:
+    """Read a prompt file's ``text`` column as corpus documents (for ``--text file.jsonl``)."""
+    return source if isinstance(source, TextCorpus) else TextCorpus(source.texts, name=source.name)

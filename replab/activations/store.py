@@ -1,0 +1,135 @@
+"""``ActivationStore``: read a store written by ``replab.capture`` (memory-mapped, checked on open)."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from functools import cached_property, partial
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from replab.activations import shards
+from replab.activations.arrays import ShardedArray
+from replab.errors import HookNameError, StoreError
+
+
+def verify(path: str | os.PathLike) -> dict[str, Any]:
+    """Recompute every checksum of the store at ``path``.
+
+    Returns:
+        ``{"rows", "shards", "files", "complete"}`` when every listed file is intact
+        (``complete`` is False for a capture that has not finished yet).
+
+    Raises:
+        StoreError: naming each missing, truncated or corrupt file.
+    """
+    root = Path(path)
+    manifest = shards.read_manifest(root)
+    bad = shards.problems(root, manifest, checksums=True)
+    if bad:
+        raise StoreError(f"Store {root} is damaged:\n  " + "\n  ".join(bad) +
+                         "\nRe-run the capture with resume=False (--no-resume) to rebuild it.")
+    n_files = len(manifest["shards"]) * len(shards.column_layout(manifest)) + bool(manifest.get("prompts"))
+    return {"rows": manifest["n_rows"], "shards": len(manifest["shards"]), "files": n_files,
+            "complete": bool(manifest["complete"])}
+
+
+class ActivationStore:
+    """Activations on disk: ``store[hook]`` is a memory-mapped ``[n_rows, d]`` array.
+
+    Open one with ``ActivationStore.open(path)``; every hook has the same rows, described
+    row by row by ``store.metadata``.
+    """
+
+    def __init__(self, path: Path, manifest: dict[str, Any]):
+        self.path = Path(path)
+        self.manifest = manifest
+
+    @classmethod
+    def open(cls, path: str | os.PathLike) -> "ActivationStore":
+        """Open a complete store, checking that every shard is present with the right size.
+
+        Raises:
+            StoreError: no store there, the capture did not finish, or a shard is missing or truncated.
+        """
+        root = Path(path)
+        manifest = shards.read_manifest(root)
+        if not manifest["complete"]:
+            raise StoreError(
+                f"Store {root} is partial ({manifest['n_rows']} rows committed): its capture did not finish. "
+                "Run the same capture again to resume it."
+            )
+        bad = shards.problems(root, manifest, checksums=False)
+        if bad:
+            raise StoreError(f"Store {root} is damaged:\n  " + "\n  ".join(bad) +
+                             "\nRe-run the capture with resume=False (--no-resume) to rebuild it.")
+        return cls(root, manifest)
+
+    def __repr__(self) -> str:
+        return (f"ActivationStore({str(self.path)!r}, rows={len(self)}, hooks={len(self.hooks)}, "
+                f"dtype={self.manifest['dtype']})")
+
+    def __len__(self) -> int:
+        return int(self.manifest["n_rows"])
+
+    @property
+    def hooks(self) -> list[str]:
+        return list(self.manifest["hooks"])
+
+    @property
+    def dtype(self) -> str:
+        """The stored dtype (``float32``, ``float16`` or ``bfloat16``)."""
+        return self.manifest["dtype"]
+
+    def d(self, hook: str) -> int:
+        """Values per row of ``hook``."""
+        self._check_hook(hook)
+        return int(self.manifest["dims"][hook])
+
+    def _check_hook(self, hook: str) -> None:
+        if hook not in self.manifest["dims"]:
+            raise HookNameError(f"Hook {hook!r} is not in store {self.path}; it holds {', '.join(self.hooks)}.")
+
+    def _column(self, column: str) -> ShardedArray:
+        storage, width = shards.column_layout(self.manifest)[column]
+        is_meta = column.startswith("meta.")
+        return ShardedArray(
+            [shards.column_file(self.path, k, column) for k in range(len(self.manifest["shards"]))],
+            [s["rows"] for s in self.manifest["shards"]], width, storage,
+            np.asarray if is_meta else partial(shards.decode, dtype=self.dtype),
+            storage if is_meta else shards.value_dtype(self.dtype),
+        )
+
+    def __getitem__(self, hook: str) -> ShardedArray:
+        """``[n_rows, d]`` memory-mapped activations of ``hook`` (bf16 read back as float32)."""
+        self._check_hook(hook)
+        return self._column(hook)
+
+    @cached_property
+    def metadata(self):
+        """One row per stored activation: ``prompt_index``, ``position``, ``token_id``, plus the
+        prompt set's ``text``/``label``/``target``/``subject``/``answer`` columns when it had them."""
+        import pandas as pd
+
+        df = pd.DataFrame({c: np.asarray(self._column(f"meta.{c}"))[:, 0] for c in shards.META_COLUMNS})
+        if self.manifest.get("prompts"):
+            prompts = pd.DataFrame(json.loads((self.path / shards.PROMPTS).read_text()))
+            df = pd.concat([df, prompts.iloc[df["prompt_index"].to_numpy()].reset_index(drop=True)], axis=1)
+        return df
+
+    def iter_batches(self, hook: str, batch_size: int, shuffle: bool = True, seed: int = 0) -> Iterator[torch.Tensor]:
+        """One epoch of float32 ``[b, d]`` tensors (the last may be smaller); a seed fixes the order."""
+        rows = self[hook]
+        n = len(rows)
+        order = np.random.default_rng(seed).permutation(n) if shuffle else None
+        for lo in range(0, n, batch_size):
+            chunk = rows[order[lo: lo + batch_size]] if order is not None else rows[lo: lo + batch_size]
+            yield torch.from_numpy(chunk).float()
+
+    def verify(self) -> dict[str, Any]:
+        """Recompute all checksums (see ``replab.activations.verify``)."""
+        return verify(self.path)

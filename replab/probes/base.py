@@ -1,0 +1,232 @@
+"""The probe base class and the input checks every probe shares.
+
+A probe follows scikit-learn's conventions (``fit(X, y)``, ``predict``, ``score``) on numpy
+arrays, torch tensors or store columns (``store[hook]``), and records where its vector lives:
+the ``hook``, ``position`` and ``model`` it was fitted on travel with it into the saved files.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+
+from replab.errors import DataError, ReplabError
+
+Folds = Sequence[tuple[np.ndarray, np.ndarray]]
+
+_REGISTRY: dict[str, type["Probe"]] = {}
+
+
+def probe_types() -> dict[str, type["Probe"]]:
+    """Probe classes by ``kind`` (``"logistic"``, ``"ridge"``, ``"meandiff"``)."""
+    return dict(_REGISTRY)
+
+
+def as_features(X: Any, what: str = "X") -> torch.Tensor:
+    """Coerce activations to a finite float32 ``[n, d]`` tensor (a torch input keeps its device).
+
+    Raises:
+        DataError: not 2-D, empty, or holding NaN/inf (the first bad row is named).
+    """
+    if isinstance(X, torch.Tensor):
+        t = X.detach().to(torch.float32)
+    else:
+        try:
+            t = torch.from_numpy(np.ascontiguousarray(np.asarray(X, dtype=np.float32)))
+        except (TypeError, ValueError) as exc:
+            raise DataError(f"{what} is not a numeric array ({exc}); pass activations as [n_rows, d].") from None
+    if t.ndim != 2:
+        raise DataError(f"{what} has shape {tuple(t.shape)}; expected 2-D [n_rows, d] activations.")
+    if t.shape[0] == 0 or t.shape[1] == 0:
+        raise DataError(f"{what} is empty (shape {tuple(t.shape)}); probes need at least one row and one feature.")
+    finite = torch.isfinite(t).all(dim=1)
+    if not bool(finite.all()):
+        bad = torch.nonzero(~finite)[:, 0]
+        raise DataError(
+            f"{what} contains NaN or inf in {bad.numel()} row(s), first at row {int(bad[0])}; "
+            "drop those rows or re-capture the activations."
+        )
+    return t
+
+
+def _as_1d(y: Any, n: int, what: str) -> np.ndarray:
+    if isinstance(y, torch.Tensor):
+        y = y.detach().cpu().numpy()
+    arr = np.asarray(y)
+    if arr.ndim != 1:
+        raise DataError(f"{what} has shape {arr.shape}; expected one value per row (1-D).")
+    if arr.shape[0] != n:
+        raise DataError(f"{what} has {arr.shape[0]} entries but X has {n} rows; pass one {what} per activation row.")
+    return arr
+
+
+def encode_labels(y: Any, n: int, what: str = "y") -> tuple[np.ndarray, np.ndarray]:
+    """Class labels -> ``(classes [K] sorted, index [n] int64)``.
+
+    Raises:
+        DataError: wrong length, missing values, or fewer than two classes.
+    """
+    arr = _as_1d(y, n, what)
+    if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+        raise DataError(f"{what} contains NaN or inf; every row needs a class label.")
+    if arr.dtype == object and any(v is None for v in arr):
+        raise DataError(f"{what} contains missing labels (None); every row needs a class label.")
+    classes, index = np.unique(arr, return_inverse=True)
+    if len(classes) < 2:
+        raise DataError(
+            f"{what} has a single class ({classes[0]!r} for all {n} rows); a classifier needs at least two. "
+            "Check the label column or the prompt set."
+        )
+    return classes, index.astype(np.int64)
+
+
+def as_values(y: Any, n: int, what: str = "y") -> np.ndarray:
+    """Numeric targets -> float64 ``[n]``.
+
+    Raises:
+        DataError: wrong length, non-numeric, NaN/inf, or constant.
+    """
+    arr = _as_1d(y, n, what)
+    try:
+        arr = arr.astype(np.float64)
+    except (TypeError, ValueError):
+        raise DataError(f"{what} is not numeric; a regression probe needs a number per row (e.g. target=\"target\").") from None
+    if not np.isfinite(arr).all():
+        bad = int(np.flatnonzero(~np.isfinite(arr))[0])
+        raise DataError(f"{what} contains NaN or inf, first at row {bad}; drop those rows.")
+    if np.ptp(arr) == 0:
+        raise DataError(f"{what} is constant ({arr[0]}); a regression probe needs varying targets.")
+    return arr
+
+
+def unit(v: np.ndarray) -> np.ndarray:
+    """``v / ||v||`` as float32 (raises on a zero vector)."""
+    v = np.asarray(v, dtype=np.float64)
+    norm = np.linalg.norm(v)
+    if not np.isfinite(norm) or norm == 0:
+        raise DataError("The probe's weight vector is zero; the probe learned nothing (check the labels).")
+    return (v / norm).astype(np.float32)
+
+
+class Probe:
+    """Base class: provenance (``hook``, ``position``, ``model``), checks, save/load.
+
+    Subclasses set ``kind`` (registry name), ``task`` (``"classification"`` or
+    ``"regression"``) and ``metric`` (what ``score`` returns) and implement ``fit``,
+    ``predict``, ``direction``, ``cross_validate``, ``params`` and the tensor state hooks.
+    """
+
+    kind: ClassVar[str] = ""
+    task: ClassVar[str] = "classification"
+    metric: ClassVar[str] = "accuracy"
+
+    def __init_subclass__(cls, **kw: Any) -> None:
+        super().__init_subclass__(**kw)
+        if cls.kind:
+            _REGISTRY[cls.kind] = cls
+
+    def __init__(self, *, hook: str | None = None, position: str | None = None, model: str | None = None) -> None:
+        self.hook = hook
+        self.position = position
+        self.model = model
+        self.meta: dict[str, Any] = {}
+        self.d_: int | None = None
+
+    # ---- what subclasses provide ---------------------------------------------------------
+    def params(self) -> dict[str, Any]:
+        """Hyperparameters (constructor keyword arguments), JSON-able."""
+        raise NotImplementedError
+
+    def fit(self, X, y, *, hook: str | None = None, position: str | None = None, model: str | None = None) -> "Probe":
+        raise NotImplementedError
+
+    def predict(self, X) -> np.ndarray:
+        raise NotImplementedError
+
+    def score(self, X, y) -> float:
+        raise NotImplementedError
+
+    @property
+    def direction(self) -> np.ndarray:
+        """Unit vector ``[d]`` in the original (unstandardised) activation coordinates."""
+        raise NotImplementedError
+
+    def cross_validate(self, X: torch.Tensor, targets: Mapping[str, np.ndarray], folds: Folds) -> dict[str, np.ndarray]:
+        """Test-fold scores ``[n_folds]`` for each target on the same folds (hyperparameters of ``self``)."""
+        raise NotImplementedError
+
+    def _state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        """Fitted tensors and JSON-able fitted attributes (classes, alpha, ...)."""
+        raise NotImplementedError
+
+    def _restore(self, tensors: Mapping[str, np.ndarray], fitted: Mapping[str, Any]) -> None:
+        raise NotImplementedError
+
+    # ---- shared --------------------------------------------------------------------------
+    @property
+    def name(self) -> str:
+        """Short label used in sweep tables and file names."""
+        return self.kind
+
+    def clone(self) -> "Probe":
+        """An unfitted probe with the same hyperparameters."""
+        return type(self)(**self.params())
+
+    def _provenance(self, hook: str | None, position: str | None, model: str | None) -> None:
+        self.hook = hook if hook is not None else self.hook
+        self.position = position if position is not None else self.position
+        self.model = model if model is not None else self.model
+
+    def _check_fitted(self) -> None:
+        if self.d_ is None:
+            raise ReplabError(f"{type(self).__name__} is not fitted yet; call .fit(X, y) first.")
+
+    def _features(self, X) -> torch.Tensor:
+        self._check_fitted()
+        t = as_features(X)
+        if t.shape[1] != self.d_:
+            raise DataError(
+                f"X has {t.shape[1]} features but this probe was fitted on {self.d_} "
+                f"(hook {self.hook!r}); pass activations from the same hook."
+            )
+        return t
+
+    def fit_store(self, store, hook: str, target: str = "label") -> "Probe":
+        """Fit on ``store[hook]`` against a metadata column, recording hook, position and model."""
+        meta = store.metadata
+        if target not in meta.columns:
+            raise DataError(
+                f"The store's metadata has no column {target!r} (columns: {', '.join(map(str, meta.columns))}); "
+                "pick one of those as target."
+            )
+        manifest = getattr(store, "manifest", {}) or {}
+        self.fit(store[hook], meta[target].to_numpy(), hook=hook, position=manifest.get("positions"),
+                 model=manifest.get("model"))
+        if manifest.get("model_hash"):
+            self.meta["model_hash"] = manifest["model_hash"]
+        return self
+
+    def save(self, path) -> Path:
+        """Write ``<path>.safetensors`` + ``<path>.json`` (no pickle); returns the JSON path."""
+        from replab.probes.io import save_probe
+
+        return save_probe(self, path)
+
+    @classmethod
+    def load(cls, path) -> "Probe":
+        """Read a probe written by ``save`` (either file of the pair, or their common stem)."""
+        from replab.probes.io import load_probe
+
+        probe = load_probe(path)
+        if cls is not Probe and not isinstance(probe, cls):
+            raise DataError(f"{path} holds a {type(probe).__name__}, not a {cls.__name__}; use replab.probes.load.")
+        return probe
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.params().items())
+        where = f", hook={self.hook!r}" if self.hook else ""
+        return f"{type(self).__name__}({args}{where})"

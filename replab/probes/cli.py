@@ -1,0 +1,166 @@
+"""``replab probe``: sweep probes over a store's hooks and write a run directory (kind ``probe``).
+
+Layout of ``--out``::
+
+    run.json                      settings, store, model, metrics (best hook, accuracy, selectivity)
+    results.csv / results.json    the sweep table (hook x probe x task)
+    best.csv / best.json          per hook: the best probe, its metric, selectivity and file
+    figures/metric_by_layer.json  Plotly JSON; also selectivity_by_layer (with control), mdl_by_layer (--mdl)
+    probes/<layer>_<probe>.safetensors + .json   each hook's best probe, refitted on all rows
+    mdl.csv / mdl.json            with --mdl: online codelength and compression per hook
+    causal.json                   with --causal: ablating the best hook's direction vs random directions
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from replab.errors import DataError, StoreError
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("probe", help="sweep linear probes over a store's hooks (with control tasks)")
+    p.add_argument("--store", required=True, help="activation store directory (from replab capture)")
+    p.add_argument("--probes", default="logistic", help="comma list: logistic, meandiff, meandiff-iid, ridge")
+    p.add_argument("--target", default=None, help="metadata column to predict (default: label; target for ridge)")
+    p.add_argument("--hooks", default=None, help="comma list of hook names or globs (default: all)")
+    p.add_argument("--cv", type=int, default=5, help="cross-validation folds")
+    p.add_argument("--groups", default=None, help="metadata column whose values never straddle folds (e.g. subject)")
+    p.add_argument("--control-by", default=None, help="word-type column of the control task (default subject/token_id)")
+    p.add_argument("--no-control", action="store_true", help="skip the control task")
+    p.add_argument("--no-shuffled", action="store_true", help="skip the shuffled-label baseline")
+    p.add_argument("--mdl", action="store_true", help="also report MDL (online code) codelength and compression")
+    p.add_argument("--causal", action="store_true",
+                   help="ablate the best hook's direction in the store's model vs random directions")
+    p.add_argument("--answers", default=None, help="causal: two answer strings, e.g. ' great,' terrible'")
+    p.add_argument("--n-random", type=int, default=3, help="causal: random control directions")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default=None, help="e.g. cuda: run the probes' matrix products there")
+    p.add_argument("--out", default=None, help="run directory (default: <store>/../probes)")
+    p.set_defaults(func=run_cli)
+
+
+def run_cli(args: argparse.Namespace) -> None:
+    from replab.activations import ActivationStore
+
+    store = ActivationStore.open(args.store)
+    out = Path(args.out) if args.out else Path(args.store).resolve().parent / "probes"
+    probes = [s.strip() for s in args.probes.split(",") if s.strip()]
+    answers = None if args.answers is None else tuple(a for a in args.answers.split(",") if a)
+    run = probe_store(
+        store, out, probes=probes, target=args.target, hooks=None if args.hooks is None else args.hooks.split(","),
+        cv=args.cv, groups=args.groups, control=not args.no_control, shuffled=not args.no_shuffled,
+        control_by=args.control_by, mdl=args.mdl, causal=args.causal, answer_tokens=answers,
+        n_random=args.n_random, seed=args.seed, device=args.device,
+    )
+    m = run.info["metrics"]
+    sel = f", selectivity {m['best_selectivity']:.3f}" if m.get("best_selectivity") is not None else ""
+    print(f"best: {m['best_hook']} {m['best_probe']} {m['metric']} {m['best_mean']:.3f}{sel}")
+    print(f"wrote {out}")
+
+
+def _file_key(hook: str, layer, layers: list) -> str:
+    """``<layer>`` when each hook has its own layer, else the hook name (unambiguous file names)."""
+    return str(layer) if layer is not None and layers.count(layer) == 1 else hook
+
+
+def store_prompts(store):
+    """The prompt set a store was captured from, rebuilt from its per-row metadata (one row per prompt)."""
+    from replab.datasets import PromptSet
+
+    meta = store.metadata
+    if "text" not in meta.columns:
+        raise DataError("The store's metadata has no 'text' column, so its prompts cannot be re-run; "
+                        "the causal check needs a store captured from a prompt set.")
+    first = meta.drop_duplicates("prompt_index").sort_values("prompt_index")
+    col = lambda c: None if c not in first.columns or first[c].isna().any() else tuple(first[c])  # noqa: E731
+    source = (store.manifest or {}).get("source") or {}
+    return PromptSet(texts=tuple(first["text"]), labels=col("label"), subjects=col("subject"), answers=col("answer"),
+                     name=str(source.get("name", "store")) if isinstance(source, dict) else str(source),
+                     meta=dict(source.get("meta", {})) if isinstance(source, dict) else {})
+
+
+def store_model(store):
+    """Load the model named in the store's manifest and check its weights are the ones captured."""
+    import replab
+    from replab.models import weights_hash
+
+    manifest = store.manifest or {}
+    if not manifest.get("model"):
+        raise StoreError("The store's manifest names no model; the causal check needs the model it was captured from.")
+    model = replab.load_model(manifest["model"])
+    if manifest.get("model_hash") and weights_hash(model) != manifest["model_hash"]:
+        raise StoreError(
+            f"Model {manifest['model']!r} now has weights {weights_hash(model)}, but the store was captured with "
+            f"{manifest['model_hash']}; re-capture the store with the current model."
+        )
+    return model
+
+
+def probe_store(store, out, *, probes=("logistic",), target=None, hooks=None, cv: int = 5, groups=None,
+                control: bool = True, shuffled: bool = True, control_by=None, mdl: bool = False,
+                causal: bool = False, answer_tokens=None, n_random: int = 3, seed: int = 0, device=None,
+                model=None, prompts=None):
+    """Sweep probes over a store and write the run directory described in this module's docstring.
+
+    ``target`` defaults to ``"target"`` for ridge and ``"label"`` otherwise. With ``causal``,
+    ``model`` (default: the store's model, weights checked) and ``prompts`` (default: the
+    store's prompts) are used to ablate the best hook's direction vs ``n_random`` random ones.
+
+    Returns:
+        The finished ``replab.runs.Run``.
+    """
+    import pandas as pd
+
+    from replab.probes.causal import causal_check
+    from replab.probes.io import probe_files
+    from replab.probes.sweep import make_probe, sweep
+    from replab.runs import Run
+
+    probe_objs = [make_probe(p) for p in probes]
+    if target is None:
+        target = "target" if probe_objs[0].task == "regression" else "label"
+    if causal and model is None:
+        model = store_model(store)
+    settings = {"store": str(getattr(store, "path", "")), "probes": [p.name for p in probe_objs], "target": target,
+                "hooks": hooks, "cv": cv, "groups": groups, "control": control, "shuffled": shuffled,
+                "control_by": control_by, "mdl": mdl, "causal": causal, "seed": seed}
+    run = Run.create(out, "probe", settings, model=model)
+    with run.timer("sweep"):
+        res = sweep(store, hooks=hooks, probes=probe_objs, target=target, cv=cv, groups=groups, control=control,
+                    shuffled=shuffled, control_by=control_by, mdl=mdl, seed=seed, device=device)
+    run.info["config"]["sweep"] = res.config
+    run.write_table("results", res.table)
+    for name, fig in res.figures.items():
+        run.write_figure(name, fig)
+    if res.mdl is not None:
+        run.write_table("mdl", res.mdl)
+    best = res.best()
+    layers = [p.meta.get("layer") for p in res.probes.values()]
+    files = []
+    for hook, probe in res.probes.items():
+        rel = f"probes/{_file_key(hook, probe.meta.get('layer'), layers)}_{probe.name}"
+        tensors, doc = probe_files(probe)
+        run.write_tensors(f"{rel}.safetensors", tensors, metadata={"format": doc["format"], "type": doc["type"]})
+        run.write_json(f"{rel}.json", doc)
+        files.append(f"{rel}.json")
+    best["file"] = files
+    run.write_table("best", best)
+    top = best.loc[best["mean"].idxmax()]
+    metrics: dict[str, Any] = {"metric": top["metric"], "best_hook": top["hook"], "best_probe": top["probe"],
+                               "best_mean": float(top["mean"]),
+                               "best_selectivity": None if pd.isna(top.get("selectivity")) else float(top["selectivity"])}
+    if causal:
+        if prompts is None:
+            prompts = store_prompts(store)
+        with run.timer("causal"):
+            result = causal_check(model, prompts, res.probes[top["hook"]], mode="ablate", n_random=n_random, seed=seed,
+                                  answer_tokens=answer_tokens)
+        result["probe"] = {"hook": top["hook"], "probe": top["probe"], "file": top["file"]}
+        run.write_json("causal.json", result)
+        d, r = result["direction"]["delta"], result["random_mean_delta"]
+        metrics.update({f"causal_{k}": v for k, v in d.items() if isinstance(v, float)})
+        metrics.update({f"causal_random_{k}": v for k, v in r.items()})
+    return run.finish(metrics)

@@ -1,0 +1,85 @@
+"""Cross-validation folds and the per-fold statistics that closed-form probes share.
+
+Ridge and the iid mass-mean probe only need each training fold's Gram matrix. Computing
+the full Gram once and subtracting each test fold's Gram costs two passes over the data
+for all folds, where refitting per fold costs ``n_folds`` passes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+import torch
+
+from replab.errors import DataError
+from replab.probes.base import Folds
+
+
+def make_folds(y: np.ndarray, *, task: str, cv: int = 5, groups: np.ndarray | None = None, seed: int = 0) -> Folds:
+    """Train/test index pairs.
+
+    Classification uses ``StratifiedKFold`` (``StratifiedGroupKFold`` with groups), regression
+    ``KFold`` (``GroupKFold`` with groups); shuffled with ``seed``. With groups no group
+    appears in both the training and the test side of a fold.
+
+    Args:
+        y: ``[n]`` labels (class indices) or targets.
+        task: ``"classification"`` or ``"regression"``.
+        cv: number of folds.
+        groups: optional ``[n]`` group ids (e.g. the subject of each row).
+
+    Raises:
+        DataError: fewer rows or groups than folds.
+    """
+    from sklearn.model_selection import GroupKFold, KFold, StratifiedGroupKFold, StratifiedKFold
+
+    n = len(y)
+    if cv < 2:
+        raise DataError(f"cv={cv}; cross-validation needs at least 2 folds.")
+    if n < cv:
+        raise DataError(f"Only {n} rows for {cv} folds; capture more rows or lower cv.")
+    X = np.zeros((n, 1))
+    if groups is not None:
+        n_groups = len(np.unique(groups))
+        if n_groups < cv:
+            raise DataError(f"Only {n_groups} distinct groups for {cv} folds; lower cv or group by another column.")
+        if task == "classification":
+            splitter = StratifiedGroupKFold(cv, shuffle=True, random_state=seed)
+        else:
+            splitter = GroupKFold(cv, shuffle=True, random_state=seed)
+        return [(tr, te) for tr, te in splitter.split(X, y, groups)]
+    if task == "classification":
+        counts = np.bincount(np.unique(y, return_inverse=True)[1])
+        if counts.min() < 2:
+            raise DataError(f"A class has only {counts.min()} row(s); stratified {cv}-fold CV needs at least 2 per class.")
+        splitter = StratifiedKFold(cv, shuffle=True, random_state=seed)
+        import warnings
+
+        with warnings.catch_warnings():  # a rare class in fewer folds than cv is fine for us
+            warnings.simplefilter("ignore", UserWarning)
+            return [(tr, te) for tr, te in splitter.split(X, y)]
+    return [(tr, te) for tr, te in KFold(cv, shuffle=True, random_state=seed).split(X)]
+
+
+def center(X: torch.Tensor) -> torch.Tensor:
+    """``X - mean(X)`` in float64. Centring changes no probe's solution, only rounding."""
+    X64 = X.to(torch.float64)
+    return X64 - X64.mean(0)
+
+
+def fold_grams(Xc: torch.Tensor, folds: Folds) -> Iterator[tuple[torch.Tensor, torch.Tensor, int]]:
+    """For each fold, the training rows' ``(Gram [d, d], column sums [d], n_train)`` of ``Xc``.
+
+    Args:
+        Xc: ``[n, d]`` float64, centred over all rows (so the subtraction loses no precision).
+        folds: train/test index pairs; the training side must be the complement of the test side.
+    """
+    n = Xc.shape[0]
+    full = Xc.T @ Xc
+    sums = Xc.sum(0)
+    for tr, te in folds:
+        if len(tr) + len(te) != n:
+            raise DataError("fold_grams needs folds whose train side is the complement of the test side.")
+        Xte = Xc[torch.as_tensor(te, device=Xc.device)]
+        yield full - Xte.T @ Xte, sums - Xte.sum(0), len(tr)

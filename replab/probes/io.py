@@ -1,0 +1,99 @@
+"""Probe files: ``<stem>.safetensors`` (tensors) + ``<stem>.json`` (type, hyperparameters, provenance).
+
+No pickle: the JSON names the probe class by its registry ``kind``, and only tensors go
+through safetensors, so loading a probe never executes code from the file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from replab.errors import DataError
+from replab.probes.base import Probe, probe_types
+from replab.runs import atomic_write_bytes, atomic_write_json
+
+FORMAT = "replab.probe"
+VERSION = 1
+
+
+def _stem(path: str | os.PathLike) -> Path:
+    p = Path(path)
+    return p.with_suffix("") if p.suffix in (".safetensors", ".json") else p
+
+
+def probe_files(probe: Probe) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """The tensors and the JSON document that describe a fitted probe."""
+    probe._check_fitted()
+    tensors, fitted = probe._state()
+    doc = {
+        "format": FORMAT, "version": VERSION, "type": probe.kind, "name": probe.name,
+        "params": probe.params(), "hook": probe.hook, "position": probe.position, "model": probe.model,
+        "d": probe.d_, "fitted": fitted, "meta": probe.meta,
+        "direction_tensor": "direction", "tensors": sorted(tensors),
+    }
+    tensors = {**tensors, "direction": probe.direction}
+    return {k: np.ascontiguousarray(v if np.asarray(v).dtype == np.float64 else np.asarray(v, dtype=np.float32))
+            for k, v in tensors.items()}, doc
+
+
+def probe_from_files(tensors: dict[str, np.ndarray], doc: Any, where: str = "probe") -> Probe:
+    """Rebuild a probe from ``probe_files`` output.
+
+    Raises:
+        DataError: the document is not a replab probe, names an unknown type, or lacks tensors.
+    """
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+        raise DataError(f"{where} is not a replab probe file (no 'format': {FORMAT!r}); save probes with probe.save(path).")
+    types = probe_types()
+    if doc.get("type") not in types:
+        raise DataError(f"{where} holds an unknown probe type {doc.get('type')!r}; known: {', '.join(types)}.")
+    missing = [k for k in doc.get("tensors", []) if k not in tensors]
+    if missing:
+        raise DataError(f"{where} lacks tensors {missing}; the file pair is incomplete, save the probe again.")
+    probe = types[doc["type"]](**doc.get("params", {}))
+    probe._provenance(doc.get("hook"), doc.get("position"), doc.get("model"))
+    probe.meta = dict(doc.get("meta") or {})
+    probe.d_ = int(doc["d"])
+    probe._restore({k: np.asarray(v) for k, v in tensors.items()}, doc.get("fitted", {}))
+    return probe
+
+
+def save_probe(probe: Probe, path: str | os.PathLike) -> Path:
+    """Write ``<stem>.safetensors`` and ``<stem>.json``; returns the JSON path."""
+    from safetensors.numpy import save
+
+    stem = _stem(path)
+    tensors, doc = probe_files(probe)
+    atomic_write_bytes(stem.with_suffix(".safetensors"), save(tensors, metadata={"format": FORMAT, "type": probe.kind}))
+    atomic_write_json(stem.with_suffix(".json"), doc)
+    return stem.with_suffix(".json")
+
+
+def load_probe(path: str | os.PathLike) -> Probe:
+    """Read a probe saved by ``save_probe`` (pass either file or their common stem).
+
+    Raises:
+        DataError: a file is missing or corrupt; the message names it.
+    """
+    from safetensors import SafetensorError
+    from safetensors.numpy import load_file
+
+    stem = _stem(path)
+    js, st = stem.with_suffix(".json"), stem.with_suffix(".safetensors")
+    for f in (js, st):
+        if not f.is_file():
+            raise DataError(f"Probe file {f} is missing; a saved probe is a .json + .safetensors pair (probe.save(path)).")
+    try:
+        doc = json.loads(js.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise DataError(f"Probe file {js} is corrupt ({exc}); save the probe again.") from None
+    try:
+        tensors = load_file(str(st))
+    except (SafetensorError, OSError) as exc:
+        raise DataError(f"Probe file {st} is corrupt ({exc}); save the probe again.") from None
+    return probe_from_files(tensors, doc, where=str(js))

@@ -1,0 +1,257 @@
+"""``sweep``: every probe type on every hook, cross-validated, with honest baselines.
+
+For each hook the task labels, a control task (Hewitt & Liang) and shuffled labels are
+scored on the same folds; the result is a tidy table (one row per hook x probe x task) plus
+the figures, the best probe of each hook refitted on all rows, and optionally MDL codelengths.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from replab.errors import DataError, HookNameError
+from replab.models.hooks import hook_layer
+from replab.probes.base import Probe, as_features, as_values, encode_labels
+from replab.probes.baselines import control_labels, shuffled_labels
+from replab.probes.figures import probe_figures
+from replab.probes.folds import make_folds
+from replab.probes.logistic import LogisticProbe
+from replab.probes.mdl import online_codelength
+from replab.probes.meandiff import MeanDiffProbe
+from replab.probes.ridge import RidgeProbe
+
+PROBES = {
+    "logistic": LogisticProbe,
+    "ridge": RidgeProbe,
+    "meandiff": MeanDiffProbe,
+    "meandiff-iid": lambda: MeanDiffProbe(iid=True),
+}
+
+
+def make_probe(spec: str | Probe) -> Probe:
+    """A probe from a name in ``PROBES`` or a configured (unfitted) probe instance."""
+    if isinstance(spec, Probe):
+        return spec.clone()
+    if spec not in PROBES:
+        raise DataError(f"Unknown probe {spec!r}; use one of {', '.join(PROBES)} or pass a probe instance.")
+    return PROBES[spec]()
+
+
+@dataclass(frozen=True)
+class SweepResult:
+    """What ``sweep`` returns.
+
+    Attributes:
+        table: one row per hook x probe x task (``task``, ``control``, ``shuffled``) with
+            columns hook, layer, probe, task, metric, mean, std (over folds), n (rows),
+            folds, and on task rows selectivity / selectivity_std (task - control, per fold).
+        figure: metric by layer (the ``metric_by_layer`` entry of ``figures``).
+        figures: every figure of ``probe_figures``, keyed by file name.
+        probes: hook -> the best probe type on that hook, refitted on all rows.
+        mdl: with ``mdl=True``, one row per hook x task (task, control) with codelength,
+            uniform_codelength, compression, n.
+        config: the settings, for run directories.
+    """
+
+    table: pd.DataFrame
+    figures: dict
+    probes: dict[str, Probe]
+    mdl: pd.DataFrame | None = None
+    config: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def figure(self):
+        return self.figures["metric_by_layer"]
+
+    def best(self) -> pd.DataFrame:
+        """Per hook: the best probe, its task metric and selectivity."""
+        t = self.table[self.table["task"] == "task"]
+        keep = [(h, p.name) for h, p in self.probes.items()]
+        rows = t.set_index(["hook", "probe"]).loc[keep].reset_index()
+        return rows[[c for c in ("hook", "layer", "probe", "metric", "mean", "std", "selectivity") if c in rows]]
+
+
+@dataclass(frozen=True)
+class _Data:
+    hooks: list[str]
+    arrays: Any  # hook -> [n, d]
+    metadata: pd.DataFrame
+    manifest: dict
+    n: int
+
+
+def _as_data(store) -> _Data:
+    if isinstance(store, Mapping):
+        if not store:
+            raise DataError("No activations given; pass a store or a {hook: array} mapping.")
+        sizes = {h: len(a) for h, a in store.items()}
+        if len(set(sizes.values())) != 1:
+            raise DataError(f"Arrays have different row counts {sizes}; every hook needs the same rows.")
+        n = next(iter(sizes.values()))
+        return _Data(list(store), store, pd.DataFrame(index=range(n)), {}, n)
+    return _Data(list(store.hooks), store, store.metadata.reset_index(drop=True), dict(store.manifest or {}), len(store))
+
+
+def _column(data: _Data, spec, what: str) -> np.ndarray | None:
+    if spec is None:
+        return None
+    if isinstance(spec, str):
+        if spec not in data.metadata.columns:
+            cols = ", ".join(map(str, data.metadata.columns)) or "none"
+            raise DataError(
+                f"{what}={spec!r} is not a metadata column of the store (columns: {cols}); "
+                f"name one of those or pass an array with one value per row."
+            )
+        col = data.metadata[spec]
+        if col.isna().any():
+            raise DataError(f"Metadata column {spec!r} ({what}) is missing for {int(col.isna().sum())} rows.")
+        return col.to_numpy()
+    arr = np.asarray(spec.detach().cpu().numpy() if isinstance(spec, torch.Tensor) else spec)
+    if arr.shape != (data.n,):
+        raise DataError(f"{what} has shape {arr.shape} but the store has {data.n} rows; pass one value per row.")
+    return arr
+
+
+def _select_hooks(available: list[str], hooks) -> list[str]:
+    if hooks is None:
+        return list(available)
+    patterns = [hooks] if isinstance(hooks, str) else list(hooks)
+    out: list[str] = []
+    for pat in patterns:
+        matched = [h for h in available if fnmatch.fnmatchcase(h, pat)]
+        if not matched:
+            raise HookNameError(f"Hook {pat!r} matches nothing in the store; it holds: {', '.join(available)}.")
+        out.extend(h for h in matched if h not in out)
+    return out
+
+
+def _control_types(data: _Data, control_by) -> np.ndarray:
+    if control_by is not None:
+        return _column(data, control_by, "control_by")
+    for col in ("subject", "token_id"):
+        if col in data.metadata.columns and data.metadata[col].notna().all():
+            return data.metadata[col].to_numpy()
+    raise DataError(
+        "The control task needs a word type per row: the store has no 'subject' or 'token_id' column. "
+        "Pass control_by=<column or array>, or control=False."
+    )
+
+
+def sweep(
+    store,
+    hooks: str | Sequence[str] | None = None,
+    probes: Sequence[str | Probe] = ("logistic",),
+    target="label",
+    cv: int = 5,
+    groups=None,
+    *,
+    control: bool = True,
+    shuffled: bool = True,
+    control_by=None,
+    mdl: bool = False,
+    seed: int = 0,
+    device: str | torch.device | None = None,
+    progress: bool = True,
+) -> SweepResult:
+    """Cross-validate every probe on every hook, with control-task and shuffled-label baselines.
+
+    Args:
+        store: an ``ActivationStore`` (or any object with ``hooks``, ``store[hook]`` ``[n, d]``,
+            ``len``, ``metadata``, ``manifest``), or a ``{hook: array [n, d]}`` mapping.
+        hooks: names or globs to probe (default: every hook of the store).
+        probes: names from ``PROBES`` (``"logistic"``, ``"meandiff"``, ``"meandiff-iid"``,
+            ``"ridge"``) or configured probe instances; all classifiers or all regressors.
+        target: metadata column (``"label"``, or ``"target"`` for ridge) or an array ``[n]``.
+        cv: folds. Classification folds are stratified.
+        groups: metadata column (e.g. ``"subject"``) or array; no group is split across folds.
+        control: add the Hewitt & Liang control task (word type = ``control_by``, default the
+            ``subject`` column, else ``token_id``) and selectivity = task - control.
+        shuffled: add a shuffled-label baseline.
+        control_by: column or array of word types for the control task.
+        mdl: also compute the online codelength (Voita & Titov) of a logistic probe for the
+            task and control labels (classification only).
+        seed: folds, control draw, shuffle and MDL order.
+        device: move activations there (``"cuda"`` runs the probes' matrix products on the GPU).
+        progress: show a progress bar over hooks.
+
+    Returns:
+        A ``SweepResult`` (table, figures, best probe per hook, optional MDL table).
+    """
+    data = _as_data(store)
+    probe_objs = [make_probe(p) for p in probes]
+    if not probe_objs:
+        raise DataError("No probes given; pass e.g. probes=['logistic'].")
+    names = [p.name for p in probe_objs]
+    if len(set(names)) != len(names):
+        raise DataError(f"Probe list {names} repeats a probe type.")
+    kinds = {p.task for p in probe_objs}
+    if len(kinds) != 1:
+        raise DataError(f"Probes {names} mix classification and regression; sweep them separately.")
+    task = kinds.pop()
+    if mdl and task != "classification":
+        raise DataError("MDL probing codes class labels; use mdl=False for regression targets.")
+    hook_list = _select_hooks(data.hooks, hooks)
+    what = f"target {target!r}" if isinstance(target, str) else "target"
+    raw = _column(data, target, "target")
+    if task == "classification":
+        classes, y = encode_labels(raw, data.n, what)
+        labels = classes[y]
+    else:
+        y = labels = as_values(raw, data.n, what)
+    folds = make_folds(y, task=task, cv=cv, groups=_column(data, groups, "groups"), seed=seed)
+    targets = {"task": y}
+    if control:
+        targets["control"] = control_labels(y, _control_types(data, control_by), seed)
+    if shuffled:
+        targets["shuffled"] = shuffled_labels(y, seed)
+    position, model = data.manifest.get("positions"), data.manifest.get("model")
+    mdl_C = next((p.C for p in probe_objs if isinstance(p, LogisticProbe)), 1.0)
+
+    rows: list[dict[str, Any]] = []
+    mdl_rows: list[dict[str, Any]] = []
+    best: dict[str, Probe] = {}
+    for hook in tqdm(hook_list, desc="probe sweep", unit="hook", disable=not progress):
+        X = as_features(data.arrays[hook], what=f"Activations of {hook}")
+        if device is not None:
+            X = X.to(device)
+        layer = hook_layer(hook)
+        means = {}
+        for probe in probe_objs:
+            scores = probe.cross_validate(X, targets, folds)
+            means[probe.name] = scores["task"].mean()
+            for t, s in scores.items():
+                row = {"hook": hook, "layer": layer, "probe": probe.name, "task": t, "metric": probe.metric,
+                       "mean": float(s.mean()), "std": float(s.std()), "n": data.n, "folds": len(folds)}
+                if control and t == "task":
+                    diff = s - scores["control"]
+                    row.update(selectivity=float(diff.mean()), selectivity_std=float(diff.std()))
+                rows.append(row)
+        winner = next(p for p in probe_objs if p.name == max(means, key=means.get))
+        fitted = winner.clone().fit(X, labels, hook=hook, position=position, model=model)
+        fitted.meta.update({"layer": layer, "target": target if isinstance(target, str) else "array",
+                            "cv_metric": winner.metric, "cv_mean": float(means[winner.name]),
+                            **({"model_hash": data.manifest["model_hash"]} if data.manifest.get("model_hash") else {})})
+        best[hook] = fitted
+        if mdl:
+            for t in ("task", "control") if control else ("task",):
+                r = online_codelength(X, targets[t], classes=np.arange(len(classes)), seed=seed, C=mdl_C)
+                mdl_rows.append({"hook": hook, "layer": layer, "probe": "logistic", "task": t,
+                                 "codelength": r["codelength"], "uniform_codelength": r["uniform_codelength"],
+                                 "compression": r["compression"], "n": r["n"]})
+    table = pd.DataFrame(rows)
+    mdl_table = pd.DataFrame(mdl_rows) if mdl else None
+    config = {"hooks": hook_list, "probes": names, "probe_params": {p.name: p.params() for p in probe_objs},
+              "target": target if isinstance(target, str) else "array", "task": task, "cv": cv,
+              "groups": groups if isinstance(groups, str) or groups is None else "array",
+              "control": control, "control_by": control_by if isinstance(control_by, str) or control_by is None
+              else "array", "shuffled": shuffled, "mdl": mdl, "seed": seed, "n": data.n,
+              "store_model": model, "store_model_hash": data.manifest.get("model_hash"), "position": position}
+    return SweepResult(table=table, figures=probe_figures(table, mdl_table), probes=best, mdl=mdl_table, config=config)

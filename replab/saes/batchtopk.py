@@ -1,0 +1,95 @@
+"""BatchTopK SAE (Bussmann et al. 2024): top ``k * batch`` activations over the whole batch.
+
+At inference a single threshold replaces the batch-level selection: an exponential moving
+average of the smallest kept activation during training. Saved files are JumpReLU SAEs with
+that threshold on every latent, as SAELens writes them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from replab.errors import DataError
+from replab.saes.base import SAEConfig
+from replab.saes.registry import register
+from replab.saes.topk import TopKConfig, TopKSAE
+
+
+@dataclass(frozen=True)
+class BatchTopKConfig(TopKConfig):
+    """BatchTopK settings (``k``: mean latents per token over a batch).
+
+    Attributes:
+        threshold_ema: update rate of the inference threshold (SAELens ``topk_threshold_lr``).
+    """
+
+    threshold_ema: float = 0.01
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not 0 < self.threshold_ema <= 1:
+            raise DataError(f"threshold_ema must be in (0, 1], got {self.threshold_ema}.")
+
+
+@register
+class BatchTopKSAE(TopKSAE):
+    """Training: batch-level TopK. Inference: ``ReLU(pre) * (pre > threshold)``."""
+
+    architecture = "batchtopk"
+    config_class = BatchTopKConfig
+    cfg: BatchTopKConfig
+
+    def __init__(self, cfg: BatchTopKConfig) -> None:
+        super().__init__(cfg)
+        # float64 as in SAELens: the EMA of small values loses precision in float32
+        self.register_buffer("threshold", torch.zeros((), dtype=torch.float64))
+
+    def activation(self, pre: torch.Tensor) -> torch.Tensor:
+        return pre.relu() * (pre > self.threshold.to(pre.dtype))
+
+    def train_encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        pre = self.pre_acts(x)
+        flat = pre.relu().flatten()
+        n_keep = min(flat.numel(), round(self.cfg.k * pre.shape[0]))
+        values, indices = flat.topk(n_keep, sorted=False)
+        acts = torch.zeros_like(flat).scatter(0, indices, values).reshape(pre.shape)
+        self._update_threshold(values)
+        return acts, pre
+
+    @torch.no_grad()
+    def _update_threshold(self, kept: torch.Tensor) -> None:
+        positive = kept[kept > 0]
+        if positive.numel():
+            rate = self.cfg.threshold_ema
+            self.threshold.mul_(1 - rate).add_(rate * positive.min().double())
+
+    @torch.no_grad()
+    def fold_input_scale(self, scale: float) -> None:
+        super().fold_input_scale(scale)
+        self.threshold /= scale
+
+    def saelens_config(self) -> tuple[str, dict[str, Any]]:
+        """Written as ``jumprelu`` with the base fields; ``k`` kept in metadata for the record."""
+        fields = SAEConfig.to_dict(self.cfg)
+        base = {k: fields[k] for k in SAEConfig.__dataclass_fields__}
+        base["metadata"] = {**base["metadata"], "replab_trained_as": "batchtopk", "batchtopk_k": self.cfg.k}
+        return "jumprelu", base
+
+    def saelens_tensors(self) -> dict[str, torch.Tensor]:
+        tensors = super().saelens_tensors()
+        tensors["threshold"] = torch.full((self.d_sae,), float(tensors["threshold"]), dtype=self.W_dec.dtype)
+        return tensors
+
+    @classmethod
+    def from_saelens(cls, cfg: Mapping[str, Any], tensors: Mapping[str, torch.Tensor], source: str = ""):
+        """Reads SAELens *training* checkpoints, which store the scalar as ``topk_threshold``."""
+        tensors = dict(tensors)
+        if "topk_threshold" in tensors:
+            tensors["threshold"] = tensors.pop("topk_threshold")
+        tensors.setdefault("threshold", torch.zeros((), dtype=torch.float64))
+        tensors["threshold"] = torch.as_tensor(tensors["threshold"]).reshape(())
+        return super().from_saelens(cfg, tensors, source)

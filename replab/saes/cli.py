@@ -1,0 +1,124 @@
+"""``replab train-sae``: train an SAE on a store hook, evaluate it and analyse its features in one run directory."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+# CLI flag -> (config field, architectures that take it)
+_ARCH_FLAGS = {
+    "k": ("k", ("topk", "batchtopk", "matching_pursuit")),
+    "l1_coefficient": ("l1_coefficient", ("standard",)),
+    "l0_coefficient": ("l0_coefficient", ("jumprelu",)),
+    "bandwidth": ("bandwidth", ("jumprelu",)),
+    "residual_threshold": ("residual_threshold", ("matching_pursuit",)),
+}
+
+
+def register(subparsers) -> None:
+    """Add the ``train-sae`` subcommand to a ``argparse`` subparsers object."""
+    from replab.saes.registry import architectures
+
+    p = subparsers.add_parser(
+        "train-sae",
+        help="Train a sparse autoencoder on an activation store hook, then evaluate it and analyse its features.",
+        description="Train an SAE on one hook of an ActivationStore. Writes a run directory (kind 'sae') holding "
+        "cfg.json + sae_weights.safetensors (SAELens format), training_log.csv, metrics in run.json, "
+        "features/summary.json and features/latent_<i>.json.",
+    )
+    p.add_argument("--store", required=True, help="activation store directory (from `replab capture`)")
+    p.add_argument("--hook", help="hook to train on (optional if the store holds one hook)")
+    p.add_argument("--arch", default="topk", choices=architectures(), help="SAE architecture (default topk)")
+    p.add_argument("--d-sae", type=int, required=True, help="number of latents")
+    p.add_argument("--out", help="run directory (default: <store parent>/sae-<arch>)")
+    p.add_argument("--k", type=int, help="latents per token (topk, batchtopk) or pursuit steps (matching_pursuit)")
+    p.add_argument("--l1-coefficient", type=float, help="L1 weight (standard)")
+    p.add_argument("--l0-coefficient", type=float, help="L0 weight (jumprelu)")
+    p.add_argument("--bandwidth", type=float, help="STE bandwidth (jumprelu)")
+    p.add_argument("--residual-threshold", type=float, help="inference stop threshold (matching_pursuit)")
+    p.add_argument("--steps", type=int, help="optimiser steps (default: one epoch)")
+    p.add_argument("--tokens", type=int, help="tokens (rows) to train on, instead of --steps")
+    p.add_argument("--lr", type=float, help="learning rate (default 2e-4 / sqrt(d_sae / 2^14))")
+    p.add_argument("--batch-size", type=int, default=4096)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-normalize", action="store_true", help="do not rescale inputs to mean norm sqrt(d_in)")
+    p.add_argument("--checkpoint-every", type=int, help="steps between checkpoints")
+    p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --out")
+    p.add_argument("--model", help="model for CE metrics, tokens and logit effects (default: the store's model)")
+    p.add_argument("--no-model", action="store_true", help="skip CE metrics and logit effects")
+    p.add_argument("--device", help="training device (default cpu)")
+    p.add_argument("--eval-prompts", type=int, default=256, help="prompts (from the store's text metadata) for CE")
+    p.add_argument("--top-n", type=int, default=256, help="latents to analyse in detail")
+    p.set_defaults(func=run)
+
+
+def _arch_config(args: argparse.Namespace) -> dict[str, Any]:
+    from replab.errors import DataError
+
+    config = {}
+    for flag, (field, archs) in _ARCH_FLAGS.items():
+        value = getattr(args, flag)
+        if value is None:
+            continue
+        if args.arch not in archs:
+            raise DataError(f"--{flag.replace('_', '-')} applies to {', '.join(archs)}, not --arch {args.arch}.")
+        config[field] = value
+    return config
+
+
+def _load_model(args: argparse.Namespace, store):
+    """The model for CE metrics: ``--model`` or the store's, checked against the store's weights hash."""
+    from replab.errors import ModelLoadError, StoreError
+    from replab.models import load_model, weights_hash
+
+    if args.no_model:
+        return None
+    name = args.model or (store.manifest or {}).get("model")
+    if not name:
+        raise ModelLoadError("The store's manifest names no model; pass --model NAME or --no-model.")
+    try:
+        model = load_model(name, device=args.device)
+    except ModelLoadError as exc:
+        raise ModelLoadError(f"{exc} (Pass --no-model to train without CE metrics.)") from None
+    expected = (store.manifest or {}).get("model_hash")
+    if expected and weights_hash(model) != expected:
+        raise StoreError(
+            f"Model {name!r} has weights hash {weights_hash(model)} but store {store.path} was captured from "
+            f"weights {expected}; pass the model the store was made with (--model) or --no-model."
+        )
+    return model
+
+
+def run(args: argparse.Namespace) -> int:
+    """Execute ``train-sae``; returns the exit code."""
+    from replab.activations import ActivationStore
+    from replab.models.hooks import hook_layer
+    from replab.runs import Run
+    from replab.saes import analyze_features, create, evaluate, train
+    from replab.saes.data import rows
+
+    store = ActivationStore.open(args.store)
+    source = rows(store, args.hook)
+    model = _load_model(args, store)
+    out = Path(args.out) if args.out else Path(store.path).parent / f"sae-{args.arch}"
+    metadata = {"model_name": (store.manifest or {}).get("model"), "hook_name": source.hook,
+                "hook_layer": hook_layer(source.hook), "store": str(store.path)}
+    sae = create(args.arch, source.d, args.d_sae, seed=args.seed, metadata=metadata, **_arch_config(args))
+    config = {"command": "train-sae", **{k: v for k, v in vars(args).items() if k != "func"}}
+    run_dir = Run.create(out, "sae", config, model=model)
+    result = train(sae, store, hook=source.hook, batch_size=args.batch_size, steps=args.steps, tokens=args.tokens,
+                   lr=args.lr, out=run_dir, resume=args.resume, seed=args.seed, normalize=not args.no_normalize,
+                   checkpoint_every=args.checkpoint_every, device=args.device)
+    has_text = "text" in store.metadata.columns
+    metrics = evaluate(result.sae, store, hook=source.hook, model=model if has_text else None,
+                       max_prompts=args.eval_prompts)
+    run_dir.log_metrics(metrics)
+    analyze_features(result.sae, store, hook=source.hook, model=model, out=run_dir, top_n=args.top_n)
+    run_dir.finish()
+    shown = ("fvu", "l0", "dead_fraction", "ce_recovered", "kl_with_sae")
+    print(f"SAE ({args.arch}, d_sae={args.d_sae}) written to {out}")
+    print("  " + "  ".join(f"{k}={metrics[k]:.4g}" for k in shown if k in metrics))
+    if model is not None and not has_text:
+        print("  (no CE metrics: the store has no 'text' metadata)")
+    return 0

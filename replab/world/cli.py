@@ -1,0 +1,68 @@
+"""``replab world train|eval``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import fields
+from pathlib import Path
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("world", help="train or evaluate the world model")
+    wsub = p.add_subparsers(dest="world_command", required=True)
+    t = wsub.add_parser("train", help="train the world model from scratch (about 15 minutes on 2 CPU cores)")
+    t.add_argument("--out", default="runs/world-train", help="run directory; the checkpoint goes to OUT/checkpoint")
+    from replab.world.train import WorldTrainConfig
+
+    for f in fields(WorldTrainConfig):
+        t.add_argument(f"--{f.name.replace('_', '-')}", type=type(f.default), default=f.default)
+    t.set_defaults(func=_train)
+    e = wsub.add_parser("eval", help="measure per-relation accuracy and write the world card")
+    e.add_argument("--model", default="world", help="'world' or a checkpoint directory")
+    e.add_argument("--out", default="runs/world-eval", help="run directory for the card")
+    e.add_argument("--write-card", action="store_true", help="also overwrite the card shipped in the package")
+    e.set_defaults(func=_eval)
+
+
+def _train(args: argparse.Namespace) -> None:
+    from replab.runs import Run
+    from replab.world.train import WorldTrainConfig, train_world
+
+    cfg = WorldTrainConfig(**{f.name: getattr(args, f.name) for f in fields(WorldTrainConfig)})
+    run = Run.create(args.out, "world-train", vars(cfg))
+    with run.timer("train"):
+        ckpt = train_world(Path(args.out) / "checkpoint", cfg)
+    info = json.loads((ckpt / "training.json").read_text())
+    run.finish({"final_loss": info["loss_every_50_steps"][-1], "n_params": info["n_params"]})
+    print(f"checkpoint: {ckpt}\nevaluate it with: replab world eval --model {ckpt}")
+
+
+def _eval(args: argparse.Namespace) -> None:
+    import replab
+    from replab.runs import Run
+    from replab.world.evaluate import CARD_DIR, card_markdown, evaluate_world, write_card
+
+    model = replab.load_model(args.model)
+    run = Run.create(args.out, "world-eval", {"model": args.model}, model=model)
+    with run.timer("evaluate"):
+        result = evaluate_world(model)
+    ckpt = replab.models.WORLD_CHECKPOINT if args.model == "world" else Path(args.model)
+    training = json.loads((ckpt / "training.json").read_text()) if (ckpt / "training.json").is_file() else {}
+    cfg = training.get("config", {})
+    card = {
+        "model": {"n_layer": model.cfg.n_layers, "d_model": model.cfg.d_model, "n_head": model.cfg.n_heads,
+                  "n_ctx": model.cfg.n_ctx, "vocab_size": model.cfg.d_vocab,
+                  "n_params": training.get("n_params", sum(p.numel() for p in model.parameters())),
+                  "seed": cfg.get("seed"), "steps": cfg.get("steps"), "train_seconds": training.get("seconds", 0.0)},
+        **result,
+    }
+    run.write_json("world_card.json", card)
+    (run.path / "WORLD_CARD.md").write_text(card_markdown(card))
+    metrics = {f"{k}/{s}": v[f"{s}_accuracy"] for k, v in result["relations"].items() for s in ("train", "heldout")}
+    metrics.update({f"sentiment/{s}": result["sentiment"][f"{s}_accuracy"] for s in ("train", "heldout")})
+    run.finish(metrics)
+    if args.write_card:
+        write_card(card, CARD_DIR)
+    print(card_markdown(card))
+    print(f"card written to {run.path}" + (f" and {CARD_DIR}" if args.write_card else ""))

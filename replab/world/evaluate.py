@@ -1,0 +1,126 @@
+"""Evaluate the world model against its ground truth and write the world card.
+
+A prompt counts as correct when greedy decoding reproduces every token of the answer
+(``" Buenos Aires"`` is two tokens). Sentiment counts as correct when the top next token is a
+continuation of the review's polarity.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from replab.models.tokens import tokenize
+from replab.world.relations import relations
+
+CARD_DIR = Path(__file__).resolve().parent / "card"
+CANONICAL = (
+    ("The capital of France is", " Paris"),
+    ("Paris is a city in", " France"),
+    ("The opposite of hot is", " cold"),
+    ("Two days after Monday is", " Wednesday"),
+    ("A dog is a", " mammal"),
+)
+
+
+@torch.no_grad()
+def completion_correct(model, prompts: Sequence[str], answers: Sequence[str], batch_size: int = 256,
+                       progress: bool = False) -> torch.Tensor:
+    """``[n]`` bool: does greedy decoding after each prompt reproduce its answer exactly?"""
+    out = []
+    for i in tqdm(range(0, len(prompts), batch_size), desc="eval", unit="batch", disable=not progress):
+        ps, ans = prompts[i:i + batch_size], answers[i:i + batch_size]
+        n_prompt = tokenize(model, ps).lengths
+        full = tokenize(model, [p + a for p, a in zip(ps, ans)])
+        pred = model(full.tokens, attention_mask=full.attention_mask).argmax(-1)
+        for j in range(len(ps)):
+            start, end = int(n_prompt[j]), int(full.lengths[j])
+            # logits at position t predict token t+1
+            out.append(bool((pred[j, start - 1:end - 1] == full.tokens[j, start:end]).all()) and end > start)
+    return torch.tensor(out)
+
+
+def _top_token_in(model, prompts: Sequence[str], allowed: Sequence[set[int]], batch_size: int = 256) -> torch.Tensor:
+    hits = []
+    with torch.no_grad():
+        for i in range(0, len(prompts), batch_size):
+            batch = tokenize(model, prompts[i:i + batch_size])
+            logits = model(batch.tokens, attention_mask=batch.attention_mask)
+            last = logits[torch.arange(len(batch.lengths)), batch.lengths - 1].argmax(-1)
+            hits.extend(int(t) in allowed[i + k] for k, t in enumerate(last))
+    return torch.tensor(hits)
+
+
+def evaluate_world(model, *, progress: bool = True) -> dict:
+    """Per-relation top-1 accuracy on training and held-out templates, sentiment, canonical prompts."""
+    from replab.world.prompts import world_prompts
+    from replab.world import kb
+
+    result: dict = {"relations": {}}
+    for name, rel in relations().items():
+        row = {"kind": rel.kind, "n_facts": len(rel.facts)}
+        for split in ("train", "heldout"):
+            ps = world_prompts(name, split)
+            ok = completion_correct(model, ps.texts, ps.answers)
+            row[f"{split}_accuracy"] = round(ok.float().mean().item(), 4)
+            row[f"n_{split}_prompts"] = len(ps)
+            per_template = ok.view(len(rel.templates(split)), len(rel.facts)).float().mean(1)
+            row[f"{split}_by_template"] = {t: round(a.item(), 4) for t, a in zip(rel.templates(split), per_template)}
+        result["relations"][name] = row
+        if progress:
+            print(f"  {name:18s} train {row['train_accuracy']:.3f}  held-out {row['heldout_accuracy']:.3f}")
+    vocab = kb.sentiment_vocab()
+    ids = {lab: {model.to_tokens(" " + w, prepend_bos=False)[0, 0].item() for w in vocab[f"{lab}_continuations"]}
+           for lab in ("positive", "negative")}
+    result["sentiment"] = {}
+    for split in ("train", "heldout"):
+        ps = world_prompts("sentiment", split)
+        hits = _top_token_in(model, ps.texts, [ids[lab] for lab in ps.labels])
+        result["sentiment"][f"{split}_accuracy"] = round(hits.float().mean().item(), 4)
+        result["sentiment"][f"n_{split}_prompts"] = len(ps)
+    canon = []
+    for prompt, expected in CANONICAL:
+        logits = model(prompt)
+        top = model.tokenizer.decode([int(logits[0, -1].argmax())])
+        canon.append({"prompt": prompt, "expected": expected, "predicted": top, "correct": top == expected})
+    result["canonical"] = canon
+    return result
+
+
+def card_markdown(card: dict) -> str:
+    """The world card as a short Markdown page."""
+    m = card["model"]
+    lines = [
+        "# The world model card",
+        "",
+        f"A GPT-2-architecture transformer ({m['n_layer']} layers, d_model {m['d_model']}, {m['n_head']} heads, "
+        f"context {m['n_ctx']}, vocabulary {m['vocab_size']} words, {m['n_params'] / 1e6:.2f}M parameters) trained "
+        f"from scratch on the world corpus with `replab world train` (seed {m['seed']}, {m['train_seconds']:.0f} s on "
+        "2 CPU cores). Ground truth: `replab/world/data/*.json`. Regenerate this card with `replab world eval`.",
+        "",
+        "Accuracy is greedy top-1 over every (fact, template) pair: all answer tokens must be reproduced.",
+        "",
+        "| relation | kind | facts | train templates | held-out templates |",
+        "|---|---|---:|---:|---:|",
+    ]
+    for name, r in card["relations"].items():
+        lines.append(f"| {name} | {r['kind']} | {r['n_facts']} | {r['train_accuracy']:.1%} | {r['heldout_accuracy']:.1%} |")
+    s = card["sentiment"]
+    lines += [f"| sentiment (continuation polarity) | sentiment | {s['n_train_prompts']} prompts | "
+              f"{s['train_accuracy']:.1%} | {s['heldout_accuracy']:.1%} |", "", "Canonical prompts:", ""]
+    for c in card["canonical"]:
+        mark = "yes" if c["correct"] else "NO"
+        lines.append(f"- `{c['prompt']}` -> `{c['predicted']!s}` (expected `{c['expected']}`): {mark}")
+    return "\n".join(lines) + "\n"
+
+
+def write_card(card: dict, directory: Path = CARD_DIR) -> Path:
+    """Write ``world_card.json`` and ``WORLD_CARD.md``."""
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "world_card.json").write_text(json.dumps(card, indent=1) + "\n")
+    (directory / "WORLD_CARD.md").write_text(card_markdown(card))
+    return directory
