@@ -1,19 +1,26 @@
 """Capture-to-disk throughput and peak memory: replab.capture vs a bare forward vs run_with_cache + save.
 
-Usage: ``python benchmarks/bench_capture.py [--tokens 8192] [--repeats 3] [--threads 2]``
+Usage::
+
+    python benchmarks/bench_capture.py [--tokens 16384] [--rounds 5] [--rss-tokens 2048] [--threads 1] [--hooks GLOB]
 
 Builds an untrained GPT-2-shaped model (4 layers, d_model 256, 4 heads, n_ctx 128, word-level
-vocabulary of ~2k) and a synthetic corpus, packs it into 128-token contexts, and runs each
-method in a fresh subprocess (so peak RSS is that method's own):
+vocabulary of ~2k) and a synthetic corpus packed into 128-token contexts (batches of 16), and
+compares:
 
 - ``bare``: ``model(tokens)`` per batch, no hooks: the ceiling.
-- ``rwc_save``: ``run_with_cache(names_filter=resid_post)``, keep the real tokens, and
+- ``rwc_save``: ``run_with_cache(names_filter=hooks)``, flatten to ``[tokens, d]`` and
   ``safetensors.torch.save_file`` each batch: the loop users write by hand.
-- ``capture``: ``replab.capture`` of every ``blocks.*.hook_resid_post`` (positions ``all``,
-  float32) into a sharded, checksummed store.
+- ``capture``: ``replab.capture`` (positions ``all``, float32) into a sharded, checksummed store.
 
-Throughput is the median over ``--repeats`` timed runs after one warm-up. ``capture`` is also
-run once at 10x the tokens to show that its peak RSS does not grow with the source size.
+Both store ``--hooks`` (default every ``blocks.*.hook_resid_post``).
+
+Throughput: ``--rounds`` rounds of the three methods interleaved in one process after a
+warm-up (medians, and the median per-round capture/bare ratio), in tokens per wall-clock second
+and per CPU second of the process (robust to other load on a shared machine). Peak RSS: each
+method once in a fresh process over ``--rss-tokens``; ``capture`` and ``bare`` also at 10x the
+tokens, to show that capture's memory does not grow with the source size any more than the
+forward's own.
 """
 
 from __future__ import annotations
@@ -31,8 +38,7 @@ import tempfile
 import time
 from pathlib import Path
 
-HOOKS = "blocks.*.hook_resid_post"
-CONTEXT, BATCH = 128, 32
+CONTEXT, BATCH = 128, 16
 
 
 def _docs(n_docs: int, seed: int = 0) -> list[str]:
@@ -49,7 +55,7 @@ def _contexts(model, corpus, tokens: int):
     return [b.tokens.tokens for b in CorpusSource(corpus, CONTEXT, tokens).batches(model, 0, BATCH)]
 
 
-def _bare(model, corpus, tokens: int, out: Path) -> None:
+def _bare(model, corpus, tokens: int, out: Path, hooks: str) -> None:
     import torch
 
     with torch.inference_mode():
@@ -57,68 +63,92 @@ def _bare(model, corpus, tokens: int, out: Path) -> None:
             model(batch)
 
 
-def _rwc_save(model, corpus, tokens: int, out: Path) -> None:
+def _rwc_save(model, corpus, tokens: int, out: Path, hooks: str) -> None:
     import torch
     from safetensors.torch import save_file
 
+    import replab
+
     out.mkdir(parents=True, exist_ok=True)
-    names = [f"blocks.{i}.hook_resid_post" for i in range(model.cfg.n_layers)]
+    names = replab.hook_names(model, hooks)
     with torch.inference_mode():
         for i, batch in enumerate(_contexts(model, corpus, tokens)):
             _, cache = model.run_with_cache(batch, names_filter=names)
             save_file({n: cache[n].reshape(-1, cache[n].shape[-1]).contiguous() for n in names}, out / f"{i:05d}.safetensors")
 
 
-def _capture(model, corpus, tokens: int, out: Path) -> None:
+def _capture(model, corpus, tokens: int, out: Path, hooks: str) -> None:
     import replab
 
-    replab.capture(model, corpus, HOOKS, out=out, max_tokens=tokens, context=CONTEXT, batch_size=BATCH, resume=False)
+    replab.capture(model, corpus, hooks, out=out, max_tokens=tokens, context=CONTEXT, batch_size=BATCH, resume=False)
 
 
 METHODS = {"bare": _bare, "rwc_save": _rwc_save, "capture": _capture}
 
 
-def worker(method: str, ckpt: str, tokens: int, repeats: int, workdir: Path) -> dict:
-    """Warm up, time ``repeats`` runs of ``method`` over ``tokens`` tokens, report median tok/s and peak RSS."""
-    import torch
-
+def _setup(ckpt: str, tokens: int):
     import replab
     from replab.datasets import TextCorpus
 
-    model = replab.load_model(ckpt)
-    corpus = TextCorpus(tuple(_docs(max(200, tokens // 40))), name="synthetic")
-    fn = METHODS[method]
-    fn(model, corpus, BATCH * CONTEXT, workdir / "warmup")
-    rates = []
-    for r in range(repeats):
-        out = workdir / f"run{r}"
-        t0 = time.perf_counter()
-        fn(model, corpus, tokens, out)
-        rates.append(tokens / (time.perf_counter() - t0))
-        shutil.rmtree(out, ignore_errors=True)
-    return {"method": method, "tokens": tokens, "tokens_per_s": statistics.median(rates), "runs": rates,
-            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "threads": torch.get_num_threads()}
+    return replab.load_model(ckpt), TextCorpus(tuple(_docs(max(200, tokens // 40))), name="synthetic")
 
 
-def _run(method: str, ckpt: str, tokens: int, repeats: int, threads: int, workdir: Path) -> dict:
+def _timed(method: str, model, corpus, tokens: int, out: Path, hooks: str) -> tuple[float, float]:
+    """Tokens per wall-clock second and per CPU second of this process (the second is barely
+    affected by other processes competing for the cores, but does not count I/O waits)."""
+    t0, c0 = time.perf_counter(), time.process_time()
+    METHODS[method](model, corpus, tokens, out, hooks)
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    shutil.rmtree(out, ignore_errors=True)
+    return tokens / wall, tokens / cpu
+
+
+def throughput(ckpt: str, tokens: int, rounds: int, workdir: Path, hooks: str) -> dict:
+    """Rounds of (bare, rwc_save, capture) interleaved in one process, so that load from other
+    processes on the machine hits every method alike; medians per method and of capture/bare."""
+    model, corpus = _setup(ckpt, tokens)
+    for m in METHODS:
+        _timed(m, model, corpus, BATCH * CONTEXT, workdir / "warmup", hooks)
+    runs = {m: [] for m in METHODS}
+    for r in range(rounds):
+        for m in METHODS:
+            runs[m].append(_timed(m, model, corpus, tokens, workdir / f"{m}{r}", hooks))
+    out = {}
+    for clock, k in (("wall", 0), ("cpu", 1)):
+        out[clock] = {m: statistics.median(v[k] for v in runs[m]) for m in METHODS}
+        out[clock]["capture_over_bare"] = statistics.median(c[k] / b[k] for c, b in zip(runs["capture"], runs["bare"]))
+    return {**out, "runs": runs}
+
+
+def peak_rss(method: str, ckpt: str, tokens: int, workdir: Path, hooks: str) -> dict:
+    """One run of ``method`` in this (fresh) process: the process's peak RSS."""
+    model, corpus = _setup(ckpt, tokens)
+    _timed(method, model, corpus, tokens, workdir / method, hooks)
+    return {"method": method, "tokens": tokens, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+
+def _child(threads: int, *args: str) -> dict:
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads), "HF_HUB_OFFLINE": "1"}
-    cmd = [sys.executable, __file__, "--worker", method, "--ckpt", ckpt, "--tokens", str(tokens),
-           "--repeats", str(repeats), "--workdir", str(workdir / method)]
-    done = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
+    done = subprocess.run([sys.executable, __file__, *args], env=env, capture_output=True, text=True, check=True)
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--tokens", type=int, default=8192)
-    ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--worker", choices=sorted(METHODS))
+    ap.add_argument("--tokens", type=int, default=16384)
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--rss-tokens", type=int, default=2048)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--worker", choices=["throughput", *METHODS])
+    ap.add_argument("--hooks", default="blocks.*.hook_resid_post", help="glob of the hooks rwc_save and capture store")
     ap.add_argument("--ckpt")
     ap.add_argument("--workdir", type=Path)
     args = ap.parse_args()
+    if args.worker == "throughput":
+        print(json.dumps(throughput(args.ckpt, args.tokens, args.rounds, args.workdir, args.hooks)))
+        return
     if args.worker:
-        print(json.dumps(worker(args.worker, args.ckpt, args.tokens, args.repeats, args.workdir)))
+        print(json.dumps(peak_rss(args.worker, args.ckpt, args.tokens, args.workdir, args.hooks)))
         return
 
     from importlib.metadata import version
@@ -128,18 +158,29 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         ckpt = save_tiny_checkpoint(tmp / "ckpt", _docs(3000), n_layer=4, d_model=256, n_head=4, n_ctx=CONTEXT)
+        common = ["--ckpt", ckpt, "--workdir", str(tmp), "--hooks", args.hooks]
         t0 = time.perf_counter()
-        rows = [_run(m, ckpt, args.tokens, args.repeats, args.threads, tmp) for m in METHODS]
-        rows.append(_run("capture", ckpt, 10 * args.tokens, 1, args.threads, tmp))
+        speed = _child(args.threads, "--worker", "throughput", "--tokens", str(args.tokens),
+                       "--rounds", str(args.rounds), *common)
+        memory = [_child(args.threads, "--worker", m, "--tokens", str(n), *common)
+                  for m, n in [("bare", args.rss_tokens), ("bare", 10 * args.rss_tokens),
+                               ("rwc_save", args.rss_tokens),
+                               ("capture", args.rss_tokens), ("capture", 10 * args.rss_tokens)]]
         wall = time.perf_counter() - t0
-    bare = rows[0]["tokens_per_s"]
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, {args.threads} torch threads; "
-          f"torch {version('torch')}, transformer-lens {version('transformer-lens')}; wall {wall:.0f}s")
-    print("| method | tokens | tokens/s (median) | vs bare | peak RSS (MB) |")
+    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, {args.threads} torch threads; "
+          f"torch {version('torch')}, transformer-lens {version('transformer-lens')}; hooks {args.hooks}; "
+          f"{args.rounds} interleaved rounds of {args.tokens:,} tokens; wall {wall:.0f}s")
+    print("| method | tokens/s, wall (median) | vs bare | tokens/s, CPU time (median) | vs bare |")
     print("|---|---:|---:|---:|---:|")
-    for r in rows:
-        print(f"| {r['method']} | {r['tokens']:,} | {r['tokens_per_s']:,.0f} | {r['tokens_per_s'] / bare:.2f}x "
-              f"| {r['peak_rss_mb']:,.0f} |")
+    for m in METHODS:
+        w, c = speed["wall"][m], speed["cpu"][m]
+        print(f"| {m} | {w:,.0f} | {w / speed['wall']['bare']:.2f}x | {c:,.0f} | {c / speed['cpu']['bare']:.2f}x |")
+    print(f"capture / bare, median of per-round ratios: wall {speed['wall']['capture_over_bare']:.2f}x, "
+          f"CPU time {speed['cpu']['capture_over_bare']:.2f}x")
+    print("| method (fresh process, one run) | tokens | peak RSS (MB) |")
+    print("|---|---:|---:|")
+    for r in memory:
+        print(f"| {r['method']} | {r['tokens']:,} | {r['peak_rss_mb']:,.0f} |")
 
 
 if __name__ == "__main__":

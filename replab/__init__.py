@@ -20,7 +20,7 @@ _LAZY = {
     "capture": "replab.activations",
     "ActivationStore": "replab.activations",
 }
-_SUBMODULES = {"models", "world", "datasets", "activations", "probes", "saes", "runs"}
+_SUBMODULES = {"models", "world", "datasets", "activations", "probes", "saes", "runs", "viz"}
 
 __all__ = ["__version__", *_LAZY, *sorted(_SUBMODULES)]
 

@@ -11,7 +11,10 @@ COMMAND_MODULES = (
     "replab.models.cli",
     "replab.world.cli",
     "replab.activations.cli",
+    "replab.probes.cli",
+    "replab.saes.cli",
     "replab.demo",
+    "replab.app_cli",
 )
 
 

@@ -13,7 +13,7 @@ from tqdm.auto import tqdm
 
 from replab.activations import shards
 from replab.activations.positions import PositionFn, Positions
-from replab.activations.sources import as_source
+from replab.activations.sources import Batch, as_source
 from replab.activations.store import ActivationStore
 from replab.datasets import PromptSet, TextCorpus
 from replab.errors import DataError, StoreError
@@ -37,8 +37,8 @@ class _Recorder:
         self.model = model
         self.hooks = hooks
         self.out: dict[str, torch.Tensor] = {}
-        self._select: tuple[torch.Tensor, torch.Tensor] = (torch.zeros(0), torch.zeros(0))
-        self._shape: tuple[int, int] = (0, 0)
+        self._select: tuple[torch.Tensor, torch.Tensor] | None = None
+        self._shape: tuple[int, ...] = ()
 
     def __enter__(self) -> "_Recorder":
         self._handles = [self.model.hook_dict[h].register_forward_hook(partial(self._take, h)) for h in self.hooks]
@@ -86,6 +86,16 @@ def _dims(recorder: _Recorder) -> dict[str, int]:
             if dims.setdefault(h, x.shape[1]) != x.shape[1]:
                 raise DataError(f"Hook {h} changes width with the sequence length; it is not a per-token activation.")
     return dims
+
+
+def _columns(batch: Batch, item: torch.Tensor, pos: torch.Tensor, acts: dict[str, torch.Tensor],
+             dtype: str) -> dict[str, np.ndarray]:
+    """One batch's rows as the store's files hold them: each hook ``[rows, d]`` encoded to
+    ``dtype``, and ``meta.prompt_index`` / ``meta.position`` / ``meta.token_id`` ``[rows, 1]``."""
+    columns = {h: shards.encode(x, dtype) for h, x in acts.items()}
+    meta = {"prompt_index": item + batch.start, "position": pos, "token_id": batch.tokens.tokens[item, pos]}
+    columns.update({f"meta.{c}": v.numpy().astype(np.int64)[:, None] for c, v in meta.items()})
+    return columns
 
 
 def _rows_per_shard(shard_mb: float, dims: dict[str, int], dtype: str) -> int:
@@ -155,7 +165,7 @@ def capture(
     settings = {
         "format_version": shards.FORMAT_VERSION, "model": model_id(model), "model_hash": weights_hash(model),
         "hooks": names, "dims": dims, "dtype": dtype, "positions": spec.describe(), "source": src.describe(),
-        "rows_per_shard": _rows_per_shard(shard_mb, dims, dtype),
+        "shard_mb": shard_mb, "rows_per_shard": _rows_per_shard(shard_mb, dims, dtype),
         "meta_columns": list(shards.META_COLUMNS), "replab_version": _version(),
     }
     manifest = shards.prepare(out, settings, resume=resume)
@@ -179,11 +189,7 @@ def capture(
         for batch in src.batches(model, cursor["item"], batch_size):
             skip = cursor["skip"] if batch.start == cursor["item"] else 0
             item, pos = spec.select(model, src, batch)
-            acts = recorder.run(batch.tokens.tokens, item, pos)
-            columns = {h: shards.encode(x, dtype) for h, x in acts.items()}
-            meta = {"prompt_index": item.numpy() + batch.start, "position": pos.numpy(),
-                    "token_id": batch.tokens.tokens[item, pos].numpy()}
-            columns.update({f"meta.{c}": v.astype(np.int64)[:, None] for c, v in meta.items()})
+            columns = _columns(batch, item, pos, recorder.run(batch.tokens.tokens, item, pos), dtype)
             writer.append({c: v[skip:] for c, v in columns.items()}, item=batch.start, n_items=len(batch), skip=skip)
             n_items = batch.start + len(batch)
             n_tokens = int(batch.tokens.lengths.sum())

@@ -36,8 +36,9 @@ MANIFEST = "manifest.json"
 PROMPTS = "prompts.json"
 SHARDS = "shards"
 META_COLUMNS = ("prompt_index", "position", "token_id")
-# Settings that must match for a capture to continue an existing store.
-IDENTITY = ("format_version", "model", "model_hash", "hooks", "dims", "dtype", "positions", "source", "rows_per_shard")
+# Settings that must match for a capture to continue an existing store (dims and rows_per_shard
+# follow from them).
+IDENTITY = ("format_version", "model", "model_hash", "hooks", "dtype", "positions", "source", "shard_mb")
 
 _STORAGE = {"float32": np.dtype("<f4"), "float16": np.dtype("<f2"), "bfloat16": np.dtype("<u2")}
 _TORCH = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
@@ -188,6 +189,7 @@ def prepare(root: Path, settings: Mapping[str, Any], *, resume: bool) -> dict[st
         manifest = {"format": FORMAT, **settings, "prompts": None, "shards": [], "n_rows": 0,
                     "cursor": {"item": 0, "skip": 0}, "complete": False}
         atomic_write_json(root / MANIFEST, manifest)
+        (root / PROMPTS).unlink(missing_ok=True)
     committed = {shard_dir(root, k).name for k in range(len(manifest["shards"]))}
     if (root / SHARDS).is_dir():
         for p in (root / SHARDS).iterdir():

@@ -48,6 +48,11 @@ def load_model(name_or_path: str | os.PathLike, *, device: str | None = None, dt
     name = str(name_or_path)
     source = WORLD_CHECKPOINT if name == "world" else Path(name).expanduser()
     is_local = name == "world" or source.is_dir()
+    if name == "world" and not source.is_dir():
+        raise ModelLoadError(
+            f"The world model checkpoint {source} is missing from this installation. Reinstall replab "
+            "(pip install -e .) or retrain it: replab world train --out runs/world-train."
+        )
     if is_local and not (source / "config.json").is_file():
         raise ModelLoadError(
             f"{source} is a directory but holds no config.json, so it is not a Hugging Face checkpoint. "

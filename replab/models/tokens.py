@@ -34,7 +34,7 @@ class TokenBatch:
 
 
 def _encode(model, text: str) -> list[int]:
-    return model.to_tokens(text)[0].tolist()
+    return model.to_tokens(text, truncate=False)[0].tolist()
 
 
 def tokenize(model, texts: Sequence[str]) -> TokenBatch:

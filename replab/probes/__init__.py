@@ -13,6 +13,7 @@
 from replab.probes.base import Probe, probe_types
 from replab.probes.baselines import control_labels, shuffled_labels
 from replab.probes.causal import ablate, causal_check, causal_effect, random_directions, steer
+from replab.probes.cli import probe_store
 from replab.probes.figures import probe_figures
 from replab.probes.io import load_probe, save_probe
 from replab.probes.logistic import LogisticProbe, fit_logistic
@@ -33,6 +34,7 @@ __all__ = [
     "probe_types",
     "fit_logistic",
     "sweep",
+    "probe_store",
     "SweepResult",
     "control_labels",
     "shuffled_labels",

@@ -43,13 +43,13 @@ def as_features(X: Any, what: str = "X") -> torch.Tensor:
         raise DataError(f"{what} has shape {tuple(t.shape)}; expected 2-D [n_rows, d] activations.")
     if t.shape[0] == 0 or t.shape[1] == 0:
         raise DataError(f"{what} is empty (shape {tuple(t.shape)}); probes need at least one row and one feature.")
-    finite = torch.isfinite(t).all(dim=1)
-    if not bool(finite.all()):
-        bad = torch.nonzero(~finite)[:, 0]
-        raise DataError(
-            f"{what} contains NaN or inf in {bad.numel()} row(s), first at row {int(bad[0])}; "
-            "drop those rows or re-capture the activations."
-        )
+    if not bool(torch.isfinite(t.sum(dim=1)).all()):  # cheap pass: NaN/inf propagate into row sums
+        bad = torch.nonzero(~torch.isfinite(t).all(dim=1))[:, 0]
+        if bad.numel():  # (a row sum can also overflow while every value is finite)
+            raise DataError(
+                f"{what} contains NaN or inf in {bad.numel()} row(s), first at row {int(bad[0])}; "
+                "drop those rows or re-capture the activations."
+            )
     return t
 
 
@@ -94,7 +94,9 @@ def as_values(y: Any, n: int, what: str = "y") -> np.ndarray:
     try:
         arr = arr.astype(np.float64)
     except (TypeError, ValueError):
-        raise DataError(f"{what} is not numeric; a regression probe needs a number per row (e.g. target=\"target\").") from None
+        raise DataError(
+            f"{what} is not numeric; a regression probe needs a number per row (e.g. target=\"target\")."
+        ) from None
     if not np.isfinite(arr).all():
         bad = int(np.flatnonzero(~np.isfinite(arr))[0])
         raise DataError(f"{what} contains NaN or inf, first at row {bad}; drop those rows.")
@@ -155,8 +157,16 @@ class Probe:
         """Unit vector ``[d]`` in the original (unstandardised) activation coordinates."""
         raise NotImplementedError
 
-    def cross_validate(self, X: torch.Tensor, targets: Mapping[str, np.ndarray], folds: Folds) -> dict[str, np.ndarray]:
-        """Test-fold scores ``[n_folds]`` for each target on the same folds (hyperparameters of ``self``)."""
+    def cross_validate(self, X: torch.Tensor, targets: Mapping[str, np.ndarray], folds: Folds, *,
+                       refit=None) -> dict[str, np.ndarray]:
+        """Test-fold scores ``[n_folds]`` for each target on the same folds (hyperparameters of ``self``).
+
+        Args:
+            X: ``[n, d]`` float32 activations (``as_features``).
+            targets: name -> ``[n]`` labels or values (e.g. task, control, shuffled).
+            folds: train/test index pairs shared by every target.
+            refit: optional ``[n]`` labels to also fit ``self`` on all rows (sharing work with CV).
+        """
         raise NotImplementedError
 
     def _state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:

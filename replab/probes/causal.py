@@ -123,7 +123,7 @@ def _summary(diff: np.ndarray, correct: np.ndarray | None, labels) -> dict[str, 
     s: dict[str, Any] = {"logit_diff": float(diff.mean())}
     if labels is not None:
         lab = np.asarray([str(x) for x in labels])
-        s["logit_diff_by_class"] = {c: float(diff[lab == c].mean()) for c in sorted(set(lab))}
+        s["logit_diff_by_class"] = {str(c): float(diff[lab == c].mean()) for c in sorted(set(lab))}
     if correct is not None:
         signed = np.where(correct == 0, diff, -diff)  # correct minus wrong answer
         s["correct_logit_diff"] = float(signed.mean())
@@ -134,7 +134,8 @@ def _summary(diff: np.ndarray, correct: np.ndarray | None, labels) -> dict[str, 
 def _delta(clean: dict, edited: dict) -> dict[str, Any]:
     d = {k: edited[k] - clean[k] for k in ("logit_diff", "correct_logit_diff", "accuracy") if k in clean}
     if "logit_diff_by_class" in clean:
-        d["logit_diff_by_class"] = {c: edited["logit_diff_by_class"][c] - v for c, v in clean["logit_diff_by_class"].items()}
+        by_class = edited["logit_diff_by_class"]
+        d["logit_diff_by_class"] = {c: by_class[c] - v for c, v in clean["logit_diff_by_class"].items()}
     if "accuracy" in clean and clean["accuracy"] > 0.5:
         # Tigges et al.: share of the above-chance accuracy the intervention removes
         d["above_chance_accuracy_removed"] = (clean["accuracy"] - edited["accuracy"]) / (clean["accuracy"] - 0.5)

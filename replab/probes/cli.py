@@ -34,7 +34,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--mdl", action="store_true", help="also report MDL (online code) codelength and compression")
     p.add_argument("--causal", action="store_true",
                    help="ablate the best hook's direction in the store's model vs random directions")
-    p.add_argument("--answers", default=None, help="causal: two answer strings, e.g. ' great,' terrible'")
+    p.add_argument("--answers", default=None, help='causal: two comma-separated answers, e.g. " great, terrible"')
     p.add_argument("--n-random", type=int, default=3, help="causal: random control directions")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default=None, help="e.g. cuda: run the probes' matrix products there")
@@ -149,9 +149,10 @@ def probe_store(store, out, *, probes=("logistic",), target=None, hooks=None, cv
     best["file"] = files
     run.write_table("best", best)
     top = best.loc[best["mean"].idxmax()]
+    selectivity = top.get("selectivity")
     metrics: dict[str, Any] = {"metric": top["metric"], "best_hook": top["hook"], "best_probe": top["probe"],
                                "best_mean": float(top["mean"]),
-                               "best_selectivity": None if pd.isna(top.get("selectivity")) else float(top["selectivity"])}
+                               "best_selectivity": None if pd.isna(selectivity) else float(selectivity)}
     if causal:
         if prompts is None:
             prompts = store_prompts(store)

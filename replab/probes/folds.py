@@ -52,7 +52,9 @@ def make_folds(y: np.ndarray, *, task: str, cv: int = 5, groups: np.ndarray | No
     if task == "classification":
         counts = np.bincount(np.unique(y, return_inverse=True)[1])
         if counts.min() < 2:
-            raise DataError(f"A class has only {counts.min()} row(s); stratified {cv}-fold CV needs at least 2 per class.")
+            raise DataError(
+                f"A class has only {counts.min()} row(s); stratified {cv}-fold CV needs at least 2 per class."
+            )
         splitter = StratifiedKFold(cv, shuffle=True, random_state=seed)
         import warnings
 
@@ -62,10 +64,11 @@ def make_folds(y: np.ndarray, *, task: str, cv: int = 5, groups: np.ndarray | No
     return [(tr, te) for tr, te in KFold(cv, shuffle=True, random_state=seed).split(X)]
 
 
-def center(X: torch.Tensor) -> torch.Tensor:
-    """``X - mean(X)`` in float64. Centring changes no probe's solution, only rounding."""
+def center(X: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(X - mean(X), mean(X))`` in float64. Centring changes no probe's solution, only rounding."""
     X64 = X.to(torch.float64)
-    return X64 - X64.mean(0)
+    mean = X64.mean(0)
+    return X64 - mean, mean
 
 
 def fold_grams(Xc: torch.Tensor, folds: Folds) -> Iterator[tuple[torch.Tensor, torch.Tensor, int]]:

@@ -15,6 +15,7 @@ import numpy as np
 
 from replab.errors import DataError
 from replab.probes.base import Probe, probe_types
+from replab.probes.logistic import LogisticProbe
 from replab.runs import atomic_write_bytes, atomic_write_json
 
 FORMAT = "replab.probe"
@@ -34,9 +35,11 @@ def probe_files(probe: Probe) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         "format": FORMAT, "version": VERSION, "type": probe.kind, "name": probe.name,
         "params": probe.params(), "hook": probe.hook, "position": probe.position, "model": probe.model,
         "d": probe.d_, "fitted": fitted, "meta": probe.meta,
-        "direction_tensor": "direction", "tensors": sorted(tensors),
+        "tensors": sorted(tensors),
+        "directions": "unit direction(s) [k, d] in activation coordinates (k = 1 except multiclass logistic)",
     }
-    tensors = {**tensors, "direction": probe.direction}
+    directions = probe.directions if isinstance(probe, LogisticProbe) else probe.direction[None]
+    tensors = {**tensors, "directions": directions}
     return {k: np.ascontiguousarray(v if np.asarray(v).dtype == np.float64 else np.asarray(v, dtype=np.float32))
             for k, v in tensors.items()}, doc
 
@@ -48,7 +51,9 @@ def probe_from_files(tensors: dict[str, np.ndarray], doc: Any, where: str = "pro
         DataError: the document is not a replab probe, names an unknown type, or lacks tensors.
     """
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
-        raise DataError(f"{where} is not a replab probe file (no 'format': {FORMAT!r}); save probes with probe.save(path).")
+        raise DataError(
+            f"{where} is not a replab probe file (no 'format': {FORMAT!r}); save probes with probe.save(path)."
+        )
     types = probe_types()
     if doc.get("type") not in types:
         raise DataError(f"{where} holds an unknown probe type {doc.get('type')!r}; known: {', '.join(types)}.")
@@ -87,7 +92,9 @@ def load_probe(path: str | os.PathLike) -> Probe:
     js, st = stem.with_suffix(".json"), stem.with_suffix(".safetensors")
     for f in (js, st):
         if not f.is_file():
-            raise DataError(f"Probe file {f} is missing; a saved probe is a .json + .safetensors pair (probe.save(path)).")
+            raise DataError(
+                f"Probe file {f} is missing; a saved probe is a .json + .safetensors pair (probe.save(path))."
+            )
     try:
         doc = json.loads(js.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:

@@ -5,17 +5,16 @@ rows ``X`` but differ in labels and in which rows train them. Each problem is sc
 ``StandardScaler`` + ``LogisticRegression(lbfgs)`` objective -- features standardised with
 its own training rows' mean and std, mean log-loss + ``||w||^2 / (2 C n_train)``, intercept
 unpenalised, binary = one sigmoid, multiclass = multinomial softmax -- but standardisation is
-folded into the weights instead of copying ``X``, and the P problems are stacked into one
-L-BFGS run so every iteration is one ``[n, d] @ [d, P]`` matrix product instead of P
-matrix-vector products. The objective is separable, so the joint minimum is each problem's
-minimum, and stopping when the largest gradient entry is below ``tol`` is scikit-learn's
-criterion applied to every problem at once. On a CUDA tensor the products run on the GPU.
+folded into the weights instead of copying ``X``, and the P problems run in lockstep
+(``lbfgs_batched``: one L-BFGS per problem, each with its own history, step and stopping
+test) so every function evaluation is one ``[n, d] @ [d, P]`` matrix product instead of P
+matrix-vector products. On a CUDA tensor the products run on the GPU.
 """
 
 from __future__ import annotations
 
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -23,6 +22,70 @@ import torch
 
 from replab.errors import DataError
 from replab.probes.base import Folds, Probe, as_features, encode_labels, unit
+
+
+def lbfgs_batched(fg: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]], x0: torch.Tensor, *,
+                  tol: float = 1e-4, max_iter: int = 1000, history: int = 10) -> tuple[torch.Tensor, int, bool]:
+    """Minimise P independent smooth functions at once, one L-BFGS per row of ``x0``.
+
+    Every problem keeps its own curvature pairs, step length and stopping test (largest
+    gradient entry <= ``tol``, as scipy's ``gtol``), so each needs the iterations it would need
+    alone; the caller's ``fg`` evaluates all P at once (one matrix product for all).
+
+    Args:
+        fg: ``x [P, D] -> (f [P], g [P, D])`` (float64).
+        x0: ``[P, D]`` starting points.
+        tol: per-problem gradient tolerance.
+        max_iter: iterations.
+        history: curvature pairs kept.
+
+    Returns:
+        ``(x [P, D], iterations, converged)``; a problem whose backtracking line search cannot
+        decrease ``f`` (float32 round-off near the optimum) counts as converged, like scipy.
+    """
+    x = x0.clone()
+    f, g = fg(x)
+    active = g.abs().amax(1) > tol
+    pairs: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []  # (s, y, rho) per step, rows per problem
+    it = 0
+    while bool(active.any()) and it < max_iter:
+        it += 1
+        q, alphas = g.clone(), []
+        for s, y, rho in reversed(pairs):
+            a = rho * (s * q).sum(1)
+            q -= a[:, None] * y
+            alphas.append(a)
+        if pairs:
+            s, y, rho = pairs[-1]
+            yy = (y * y).sum(1)
+            gamma = torch.where(rho > 0, 1.0 / (rho * yy).clamp_min(1e-300), 1.0 / g.norm(dim=1).clamp_min(1e-300))
+        else:
+            gamma = 1.0 / g.norm(dim=1).clamp_min(1e-300)  # first step: unit length, as L-BFGS-B
+        r = gamma[:, None] * q
+        for (s, y, rho), a in zip(pairs, reversed(alphas)):
+            r += s * (a - rho * (y * r).sum(1))[:, None]
+        step = torch.where(active[:, None], -r, torch.zeros_like(r))
+        slope = (g * step).sum(1)
+        step = torch.where((slope < 0)[:, None] | ~active[:, None], step, -g * gamma[:, None])  # keep descent
+        slope = (g * step).sum(1)
+        t = torch.ones_like(f)
+        for _ in range(40):  # backtracking (Armijo) per problem
+            fn, gn = fg(x + t[:, None] * step)
+            ok = (fn <= f + 1e-4 * t * slope) | ~active
+            if bool(ok.all()):
+                break
+            t = torch.where(ok, t, t * 0.5)
+        moved = ok & active
+        s_new = torch.where(moved[:, None], t[:, None] * step, torch.zeros_like(step))
+        y_new = torch.where(moved[:, None], gn - g, torch.zeros_like(g))
+        sy = (s_new * y_new).sum(1)
+        pairs.append((s_new, y_new, torch.where(sy > 1e-12, 1.0 / sy.clamp_min(1e-300), torch.zeros_like(sy))))
+        pairs = pairs[-history:]
+        x = x + s_new
+        f = torch.where(moved, fn, f)
+        g = torch.where(moved[:, None], gn, g)
+        active = moved & (g.abs().amax(1) > tol)
+    return x, it, not bool(active.any())
 
 
 def fit_logistic(
@@ -43,70 +106,64 @@ def fit_logistic(
         train: ``[n, P]`` bool, the rows each problem trains on (at least one per problem).
         n_classes: K; K = 2 fits one sigmoid per problem, K > 2 a softmax over K.
         C: inverse regularisation strength (scikit-learn's ``C``).
-        tol: stop when every gradient entry is below ``tol`` (scikit-learn's ``tol``).
+        tol: stop a problem when its largest gradient entry is below ``tol`` (scikit-learn's ``tol``).
         max_iter: L-BFGS iterations.
 
     Returns:
         ``coef [P, K', d]`` and ``intercept [P, K']`` (K' = 1 for binary) in the original,
         unstandardised coordinates: ``logits = X @ coef[p].T + intercept[p]``.
     """
-    from scipy.optimize import minimize
-
     n, d = X.shape
     P = labels.shape[1]
     K = 1 if n_classes == 2 else n_classes
-    dev = X.device
-    dt = X.dtype
-    mean0 = X.to(torch.float64).mean(0).to(dt)
-    Xc = X - mean0  # centring first keeps the folded standardisation exact in float32
+    dev, dt = X.device, X.dtype
+    mean0 = X.mean(0)
+    Xc = X - mean0  # centring first keeps the folded standardisation accurate in float32
     M = train.to(dev, dt)
     cnt = M.sum(0)
     if bool((cnt == 0).any()):
         raise DataError("A logistic problem has no training rows; every fold needs training data.")
-    mu = (M.T @ Xc) / cnt[:, None]  # [P, d]
+    mu = (M.T @ Xc) / cnt[:, None]  # [P, d] training mean per problem
     var = ((M.T @ Xc.square()) / cnt[:, None] - mu.square()).clamp_min(0)
     sd = var.sqrt()
     sd = torch.where(sd > 1e-6 * sd.max().clamp_min(1e-30), sd, torch.ones_like(sd))  # constant columns: scale 1
     labels = labels.to(dev)
     Y = (labels == 1).to(dt)[..., None] if K == 1 else torch.nn.functional.one_hot(labels, K).to(dt)
-    inv_sd = (1.0 / sd).T[:, :, None]  # [d, P, 1]
+    inv_sd = (1.0 / sd)[:, :, None]  # [P, d, 1]
     mu_k = mu[:, :, None]  # [P, d, 1]
-    w_row = (M / cnt)[..., None]  # [n, P, 1]
-    reg = (1.0 / (C * cnt))[None, :, None]  # [1, P, 1]
-    n_w = d * P * K
+    w_row = (M / cnt)[..., None]  # [n, P, 1]: mean over each problem's training rows
+    reg = (1.0 / (C * cnt))[:, None, None].to(torch.float64)  # [P, 1, 1]
+    n_w = d * K
 
-    def unpack(theta: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        th = torch.from_numpy(theta).to(dev, dt)
-        V = th[:n_w].view(d, P, K)
-        b = th[n_w:].view(P, K)
-        W = V * inv_sd  # weights on centred, unstandardised features
-        c = b - (mu_k * W.permute(1, 0, 2)).sum(1)  # [P, K]
-        return V, b, W, c
+    def weights(theta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        V = theta[:, :n_w].view(P, d, K)  # weights on standardised features
+        W = V.to(dt) * inv_sd  # ... on centred, unstandardised features
+        c = theta[:, n_w:].to(dt) - (mu_k * W).sum(1)  # [P, K]
+        return V, W, c
 
-    def objective(theta: np.ndarray) -> tuple[float, np.ndarray]:
-        V, _, W, c = unpack(theta)
-        Z = (Xc @ W.reshape(d, P * K)).view(n, P, K) + c
+    def fg(theta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        V, W, c = weights(theta)
+        Z = (Xc @ W.permute(1, 0, 2).reshape(d, P * K)).view(n, P, K) + c
         if K == 1:
             loss_i = torch.nn.functional.softplus(Z) - Y * Z
             R = torch.sigmoid(Z) - Y
         else:
-            loss_i = (torch.logsumexp(Z, -1, keepdim=True) - (Z * Y).sum(-1, keepdim=True))
+            loss_i = torch.logsumexp(Z, -1, keepdim=True) - (Z * Y).sum(-1, keepdim=True)
             R = torch.softmax(Z, -1) - Y
         R = R * w_row
-        loss = (loss_i * w_row).sum(dtype=torch.float64) + 0.5 * (V.square() * reg).sum(dtype=torch.float64)
+        f = (loss_i * w_row).sum((0, 2), dtype=torch.float64) + 0.5 * (V.square() * reg).sum((1, 2))
         rs = R.sum(0)  # [P, K]
-        G = (Xc.T @ R.reshape(n, P * K)).view(d, P, K)
-        gV = (G - mu.T[:, :, None] * rs[None]) * inv_sd + V * reg
-        grad = torch.cat([gV.reshape(-1), rs.reshape(-1)]).to(torch.float64).cpu().numpy()
-        return float(loss), grad
+        G = (Xc.T @ R.reshape(n, P * K)).view(d, P, K).permute(1, 0, 2)  # [P, d, K]
+        gV = ((G - mu_k * rs[:, None, :]) * inv_sd).to(torch.float64) + V * reg
+        return f, torch.cat([gV.reshape(P, n_w), rs.to(torch.float64)], 1)
 
-    res = minimize(objective, np.zeros(n_w + P * K), jac=True, method="L-BFGS-B",
-                   options={"maxiter": max_iter, "gtol": tol, "ftol": 64 * np.finfo(float).eps})
-    if res.status == 1:
+    theta, _, converged = lbfgs_batched(fg, torch.zeros(P, n_w + K, dtype=torch.float64, device=dev), tol=tol,
+                                        max_iter=max_iter)
+    if not converged:
         warnings.warn(f"Logistic probe did not converge in {max_iter} iterations; raise max_iter or lower C.",
                       stacklevel=2)
-    _, _, W, c = unpack(res.x)
-    coef = W.permute(1, 2, 0)  # [P, K, d]
+    _, W, c = weights(theta)
+    coef = W.permute(0, 2, 1)  # [P, K, d]
     intercept = c - (coef * mean0).sum(-1)
     return coef, intercept
 
@@ -147,7 +204,8 @@ class LogisticProbe(Probe):
     def params(self) -> dict[str, Any]:
         return {"C": self.C, "tol": self.tol, "max_iter": self.max_iter}
 
-    def fit(self, X, y, *, hook: str | None = None, position: str | None = None, model: str | None = None) -> "LogisticProbe":
+    def fit(self, X, y, *, hook: str | None = None, position: str | None = None,
+            model: str | None = None) -> "LogisticProbe":
         """Fit on ``X [n, d]`` and class labels ``y [n]``."""
         Xt = as_features(X)
         classes, idx = encode_labels(y, Xt.shape[0])
@@ -205,22 +263,39 @@ class LogisticProbe(Probe):
             )
         return unit(self.coef_[0])
 
-    def cross_validate(self, X: torch.Tensor, targets: Mapping[str, np.ndarray], folds: Folds) -> dict[str, np.ndarray]:
-        """Test accuracy per fold for each target, all folds x targets in one joint fit."""
+    def cross_validate(self, X: torch.Tensor, targets: Mapping[str, np.ndarray], folds: Folds, *,
+                       refit=None) -> dict[str, np.ndarray]:
+        """Test accuracy per fold for each target, all folds x targets as one batch.
+
+        ``refit`` (labels ``[n]``) also fits this probe on all rows, as one more problem of the
+        same batch when it has as many classes as the targets.
+        """
         n = X.shape[0]
         names = list(targets)
         classes = np.unique(np.concatenate([np.asarray(targets[t]) for t in names]))
         if len(classes) < 2:
             raise DataError("The labels have a single class; a classifier needs at least two.")
-        idx = {t: np.searchsorted(classes, np.asarray(targets[t])) for t in names}
-        F = len(folds)
-        labels = torch.from_numpy(np.stack([idx[t] for t in names for _ in range(F)], 1))
-        train = torch.zeros(n, len(names) * F, dtype=torch.bool)
-        for j in range(len(names)):
+        F, T = len(folds), len(names)
+        columns = [np.searchsorted(classes, np.asarray(targets[t])) for t in names for _ in range(F)]
+        train = torch.zeros(n, T * F + 1, dtype=torch.bool)
+        for j in range(T):
             for k, (tr, _) in enumerate(folds):
                 train[torch.as_tensor(tr), j * F + k] = True
+        refit_classes = None
+        if refit is not None:
+            refit_classes, refit_idx = encode_labels(refit, n, "refit labels")
+            if len(refit_classes) == len(classes):  # same number of logits: batch it
+                columns.append(refit_idx)
+                train[:, -1] = True
+        train = train[:, : len(columns)]
+        labels = torch.from_numpy(np.stack(columns, 1))
         coef, intercept = fit_logistic(X, labels, train, len(classes), C=self.C, tol=self.tol, max_iter=self.max_iter)
         correct = (_predict_index(logistic_logits(X, coef, intercept)).cpu() == labels).numpy()
+        if len(columns) > T * F:
+            self.classes_, self.d_ = refit_classes, X.shape[1]
+            self.coef_, self.intercept_ = coef[-1].cpu().numpy(), intercept[-1].cpu().numpy()
+        elif refit is not None:
+            self.fit(X, refit)
         return {t: np.array([correct[te, j * F + k].mean() for k, (_, te) in enumerate(folds)])
                 for j, t in enumerate(names)}
 

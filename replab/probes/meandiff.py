@@ -71,7 +71,8 @@ class MeanDiffProbe(Probe):
     def params(self) -> dict[str, Any]:
         return {"iid": self.iid, "rcond": self.rcond}
 
-    def fit(self, X, y, *, hook: str | None = None, position: str | None = None, model: str | None = None) -> "MeanDiffProbe":
+    def fit(self, X, y, *, hook: str | None = None, position: str | None = None,
+            model: str | None = None) -> "MeanDiffProbe":
         """Fit on ``X [n, d]`` and binary labels ``y [n]``."""
         Xt = as_features(X)
         classes, idx = encode_labels(y, Xt.shape[0])
@@ -80,8 +81,7 @@ class MeanDiffProbe(Probe):
                 f"MeanDiffProbe needs exactly two classes, got {len(classes)} ({', '.join(map(str, classes[:5]))}); "
                 "use LogisticProbe for multiclass labels."
             )
-        x_mean = Xt.to(torch.float64).mean(0)
-        Xc = center(Xt)
+        Xc, x_mean = center(Xt)
         pos = torch.from_numpy(idx == 1).to(Xc.device)
         w, thr = mass_mean(Xc[pos].sum(0), int(pos.sum()), Xc[~pos].sum(0), int((~pos).sum()),
                            gram=Xc.T @ Xc if self.iid else None, rcond=self.rcond)
@@ -104,7 +104,8 @@ class MeanDiffProbe(Probe):
         return np.stack([1 - p, p], 1)
 
     def predict(self, X) -> np.ndarray:
-        return self.classes_[(self.decision_function(X) > 0).astype(int)]
+        positive = self.decision_function(X) > 0
+        return self.classes_[positive.astype(int)]
 
     def score(self, X, y) -> float:
         """Accuracy."""
@@ -120,13 +121,15 @@ class MeanDiffProbe(Probe):
         self._check_fitted()
         return unit(self.coef_)
 
-    def cross_validate(self, X: torch.Tensor, targets: Mapping[str, np.ndarray], folds: Folds) -> dict[str, np.ndarray]:
-        """Test accuracy per fold for each target; class sums by one matrix product, Grams shared."""
+    def cross_validate(self, X: torch.Tensor, targets: Mapping[str, np.ndarray], folds: Folds, *,
+                       refit=None) -> dict[str, np.ndarray]:
+        """Test accuracy per fold for each target (class sums by one matrix product, Grams shared);
+        ``refit`` fits ``self`` on all rows."""
         names = list(targets)
         classes = np.unique(np.concatenate([np.asarray(targets[t]) for t in names]))
         if len(classes) != 2:
             raise DataError(f"MeanDiffProbe needs exactly two classes, got {len(classes)}; use the logistic probe.")
-        Xc = center(X)
+        Xc, _ = center(X)
         dev = Xc.device
         pos = torch.from_numpy(np.stack([np.asarray(targets[t]) == classes[1] for t in names], 1)).to(dev)  # [n, T]
         grams = fold_grams(Xc, folds) if self.iid else itertools.repeat(None)
@@ -147,6 +150,8 @@ class MeanDiffProbe(Probe):
                                        gram=None if stats is None else stats[0], rcond=self.rcond)
                     pred = Xte @ w > thr
                 scores[j, k] = float((pred == truth[:, j]).double().mean())
+        if refit is not None:
+            self.fit(X, refit)
         return {t: scores[j] for j, t in enumerate(names)}
 
     def _state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:

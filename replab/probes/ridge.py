@@ -69,18 +69,18 @@ class RidgeProbe(Probe):
     def _alpha(self, d: int) -> float:
         return float(d) if self.alpha is None else self.alpha
 
-    def fit(self, X, y, *, hook: str | None = None, position: str | None = None, model: str | None = None) -> "RidgeProbe":
+    def fit(self, X, y, *, hook: str | None = None, position: str | None = None,
+            model: str | None = None) -> "RidgeProbe":
         """Fit on ``X [n, d]`` and numeric targets ``y [n]``."""
         Xt = as_features(X)
         n, d = Xt.shape
         yv = as_values(y, n)
-        Xc = center(Xt)
+        Xc, x_mean = center(Xt)
         y_mean, y_std = yv.mean(), yv.std()
         ys = torch.from_numpy((yv - y_mean) / y_std).to(Xc.device)[:, None]
         coef, _ = ridge_solve(Xc.T @ Xc, Xc.sum(0), n, Xc.T @ ys, ys.sum(0), self._alpha(d))
         self.coef_ = (coef[:, 0] * y_std).cpu().numpy()
-        x_mean = Xt.to(torch.float64).mean(0).cpu().numpy()
-        self.intercept_ = float(y_mean - x_mean @ self.coef_)
+        self.intercept_ = float(y_mean - x_mean.cpu().numpy() @ self.coef_)
         self.alpha_ = self._alpha(d)
         self.d_ = d
         self._provenance(hook, position, model)
@@ -101,10 +101,11 @@ class RidgeProbe(Probe):
         self._check_fitted()
         return unit(self.coef_)
 
-    def cross_validate(self, X: torch.Tensor, targets: Mapping[str, np.ndarray], folds: Folds) -> dict[str, np.ndarray]:
-        """Test R^2 per fold for each target (one Gram for all folds and targets)."""
+    def cross_validate(self, X: torch.Tensor, targets: Mapping[str, np.ndarray], folds: Folds, *,
+                       refit=None) -> dict[str, np.ndarray]:
+        """Test R^2 per fold for each target (one Gram for all folds and targets); ``refit`` fits ``self``."""
         names = list(targets)
-        Xc = center(X)
+        Xc, _ = center(X)
         Y = torch.from_numpy(np.stack([np.asarray(targets[t], dtype=np.float64) for t in names], 1)).to(Xc.device)
         xty_full, ysum_full = Xc.T @ Y, Y.sum(0)
         alpha = self._alpha(X.shape[1])
@@ -116,6 +117,8 @@ class RidgeProbe(Probe):
             pred = (Xte @ coef + intercept).cpu().numpy()
             Yn = Yte.cpu().numpy()
             scores[:, k] = [r2(Yn[:, j], pred[:, j]) for j in range(len(names))]
+        if refit is not None:
+            self.fit(X, refit)
         return {t: scores[j] for j, t in enumerate(names)}
 
     def _state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:

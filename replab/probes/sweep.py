@@ -8,6 +8,7 @@ the figures, the best probe of each hook refitted on all rows, and optionally MD
 from __future__ import annotations
 
 import fnmatch
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -97,7 +98,8 @@ def _as_data(store) -> _Data:
             raise DataError(f"Arrays have different row counts {sizes}; every hook needs the same rows.")
         n = next(iter(sizes.values()))
         return _Data(list(store), store, pd.DataFrame(index=range(n)), {}, n)
-    return _Data(list(store.hooks), store, store.metadata.reset_index(drop=True), dict(store.manifest or {}), len(store))
+    meta = store.metadata.reset_index(drop=True)
+    return _Data(list(store.hooks), store, meta, dict(store.manifest or {}), len(store))
 
 
 def _column(data: _Data, spec, what: str) -> np.ndarray | None:
@@ -209,7 +211,13 @@ def sweep(
     folds = make_folds(y, task=task, cv=cv, groups=_column(data, groups, "groups"), seed=seed)
     targets = {"task": y}
     if control:
-        targets["control"] = control_labels(y, _control_types(data, control_by), seed)
+        types = _control_types(data, control_by)
+        n_types = len(pd.unique(types))
+        if n_types < 10:
+            warnings.warn(f"The control task has only {n_types} word types, so its labels are nearly a relabelling "
+                          "of the task (or constant) and selectivity says little; use a finer control_by column.",
+                          stacklevel=2)
+        targets["control"] = control_labels(y, types, seed)
     if shuffled:
         targets["shuffled"] = shuffled_labels(y, seed)
     position, model = data.manifest.get("positions"), data.manifest.get("model")
@@ -223,9 +231,10 @@ def sweep(
         if device is not None:
             X = X.to(device)
         layer = hook_layer(hook)
-        means = {}
+        means, fitted = {}, {}
         for probe in probe_objs:
-            scores = probe.cross_validate(X, targets, folds)
+            fitted[probe.name] = probe.clone()
+            scores = fitted[probe.name].cross_validate(X, targets, folds, refit=labels)  # also fits on all rows
             means[probe.name] = scores["task"].mean()
             for t, s in scores.items():
                 row = {"hook": hook, "layer": layer, "probe": probe.name, "task": t, "metric": probe.metric,
@@ -234,12 +243,12 @@ def sweep(
                     diff = s - scores["control"]
                     row.update(selectivity=float(diff.mean()), selectivity_std=float(diff.std()))
                 rows.append(row)
-        winner = next(p for p in probe_objs if p.name == max(means, key=means.get))
-        fitted = winner.clone().fit(X, labels, hook=hook, position=position, model=model)
-        fitted.meta.update({"layer": layer, "target": target if isinstance(target, str) else "array",
+        winner = fitted[max(means, key=means.get)]
+        winner._provenance(hook, position, model)
+        winner.meta.update({"layer": layer, "target": target if isinstance(target, str) else "array",
                             "cv_metric": winner.metric, "cv_mean": float(means[winner.name]),
                             **({"model_hash": data.manifest["model_hash"]} if data.manifest.get("model_hash") else {})})
-        best[hook] = fitted
+        best[hook] = winner
         if mdl:
             for t in ("task", "control") if control else ("task",):
                 r = online_codelength(X, targets[t], classes=np.arange(len(classes)), seed=seed, C=mdl_C)

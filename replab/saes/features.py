@@ -26,6 +26,7 @@ from replab.saes.data import Rows
 from replab.saes.evaluate import resolve_rows
 
 
+@torch.no_grad()
 def _encode_columns(sae: SAE, x: torch.Tensor, columns: torch.Tensor | None = None) -> torch.Tensor:
     acts = sae.encode(x).float().cpu()
     return acts if columns is None else acts[:, columns]

@@ -2,8 +2,9 @@
 
 ``flat``: random unit directions, each active independently (a few per sample).
 ``hierarchical``: parents with mutually exclusive children, as in the MP-SAE paper's concept
-tree (Costa et al. 2025, repo mpsae/MP-SAE ``toy_model.py``): an active parent activates exactly
-one of its children; a child's direction is ``cos * parent + sqrt(1 - cos^2) * u`` with the
+tree (Costa et al. 2025, repo mpsae/MP-SAE ``toy_model.py`` / ``tree.json``): an active parent
+activates at most one of its children (one, uniformly chosen, with probability ``p_child``; 0.6
+in ``tree.json``, where a fourth, unread child takes the remaining 0.4); a child's direction is ``cos * parent + sqrt(1 - cos^2) * u`` with the
 ``u`` orthonormal and orthogonal to every parent, so children are orthogonal once their
 parent's component is removed ("conditionally orthogonal"). Magnitudes are
 ``1.5 + 0.25 * N(0, 1)`` as in that repo.
@@ -58,10 +59,11 @@ def flat(n: int, d: int = 32, n_features: int = 64, n_active: float = 3.0, *, se
 
 
 def hierarchical(
-    n: int, d: int = 64, n_parents: int = 8, n_children: int = 4, p_parent: float = 0.25,
+    n: int, d: int = 64, n_parents: int = 8, n_children: int = 4, p_parent: float = 0.25, p_child: float = 0.6,
     child_cos: float = 0.5, *, seed: int = 0,
 ) -> Planted:
-    """Two-level tree: parents fire independently (``p_parent``); an active parent fires one child.
+    """Two-level tree: parents fire independently (``p_parent``); an active parent fires one of
+    its children with probability ``p_child`` (never two).
 
     Needs ``d >= n_parents * (1 + n_children)`` so all parent and offset directions are orthonormal.
     """
@@ -78,7 +80,8 @@ def hierarchical(
 
     parent_on = torch.rand(n, n_parents, generator=g) < p_parent
     child = torch.randint(n_children, (n, n_parents), generator=g)
-    child_on = F.one_hot(child, n_children).bool() & parent_on[..., None]
+    with_child = parent_on & (torch.rand(n, n_parents, generator=g) < p_child)
+    child_on = F.one_hot(child, n_children).bool() & with_child[..., None]
     active = torch.cat([parent_on, child_on.reshape(n, -1)], dim=1)
     codes = active * _magnitudes(active.shape, g)
     return Planted(codes @ features, F.normalize(features, dim=-1), codes, parent_of)

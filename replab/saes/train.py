@@ -309,19 +309,7 @@ def train(
         for group in opt.param_groups:
             group["lr"] = base_lr * cfg.lr_factor(step, total)
         ctx = TrainContext(step=step, total_steps=total, dead_mask=tokens_since_fired >= cfg.dead_after_tokens)
-        output = sae.training_loss(x, ctx)
-        if not torch.isfinite(output.loss):
-            raise ReplabError(
-                f"SAE training diverged at step {step} (loss {float(output.loss)}). Lower lr (now {base_lr:.3g}) "
-                "or keep normalize=True."
-            )
-        opt.zero_grad(set_to_none=True)
-        output.loss.backward()
-        sae.constrain_gradients()
-        if cfg.grad_clip:
-            torch.nn.utils.clip_grad_norm_(sae.parameters(), cfg.grad_clip)
-        opt.step()
-        sae.constrain_weights()
+        output = _optimiser_step(sae, opt, x, ctx, cfg.grad_clip)
         with torch.no_grad():
             fired = (output.acts > 0).any(0)
             tokens_since_fired += x.shape[0]
@@ -352,6 +340,24 @@ def train(
         if owns_run:
             run.finish()
     return TrainResult(sae=sae, history=history, metrics=metrics, run=run)
+
+
+def _optimiser_step(sae: SAE, opt: torch.optim.Optimizer, x: torch.Tensor, ctx: TrainContext, grad_clip: float):
+    """Loss, backward, decoder-gradient projection, clipping, Adam step, weight constraints."""
+    output = sae.training_loss(x, ctx)
+    if not torch.isfinite(output.loss):
+        raise ReplabError(
+            f"SAE training diverged at step {ctx.step} (loss {float(output.loss.detach())}). Lower lr "
+            f"(now {opt.param_groups[0]['lr']:.3g}) or keep normalize=True."
+        )
+    opt.zero_grad(set_to_none=True)
+    output.loss.backward()
+    sae.constrain_gradients()
+    if grad_clip:
+        torch.nn.utils.clip_grad_norm_(sae.parameters(), grad_clip)
+    opt.step()
+    sae.constrain_weights()
+    return output
 
 
 @torch.no_grad()

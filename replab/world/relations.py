@@ -118,7 +118,7 @@ def relations() -> dict[str, Relation]:
         )),
         Relation("birth_year", "factual", _facts((p.name, str(p.birth_year)) for p in P), (
             "{s} was born in {o}.",
-            "{s} was born in the year {o}.",
+            "The year {s} was born was {o}.",
             "The birth year of {s} is {o}.",
             "{s}'s year of birth is {o}.",
             "{s} came into the world in {o}.",
@@ -133,7 +133,7 @@ def relations() -> dict[str, Relation]:
             "{s} earned a living as {a} {o}.",
             "By profession, {s} was {a} {o}.",
         ), (
-            "{s}'s profession was {o}.",
+            "{s} made a living as {a} {o}.",
             "The profession of the person {s} was {o}.",
         )),
         Relation("home_city", "factual", _facts((p.name, p.home_city) for p in P), (
@@ -144,7 +144,7 @@ def relations() -> dict[str, Relation]:
             "{s} resided in {o}.",
         ), (
             "{s}'s home was in {o}.",
-            "The home city of {s} was {o}.",
+            "{s} lived in the city of {o}.",
         )),
         Relation("antonym", "linguistic", _facts(antonyms), (
             "The opposite of {s} is {o}.",
@@ -200,21 +200,21 @@ def relations() -> dict[str, Relation]:
             "{A} {s} is {a} {o}.",
             "The {s} is a kind of {o}.",
             "Every {s} is {a} {o}.",
-            "{A} {s} is a type of {o}.",
+            "The {s} counts as {a} {o}.",
             "We know that the {s} is {a} {o}.",
         ), (
-            "The {s} is a type of {o}.",
-            "Every {s} is a kind of {o}.",
+            "We know the {s} is {a} {o}.",
+            "Every {s} counts as {a} {o}.",
         )),
         Relation("supercategory", "category", _facts(classes, A=lambda s, o: _an(s).capitalize(), a=lambda s, o: _an(o)), (
             "{A} {s} is {a} {o}.",
             "The {s} is a kind of {o}.",
             "Every {s} is {a} {o}.",
-            "{A} {s} is a type of {o}.",
+            "The {s} counts as {a} {o}.",
             "We know that the {s} is {a} {o}.",
         ), (
-            "The {s} is a type of {o}.",
-            "Every {s} is a kind of {o}.",
+            "We know the {s} is {a} {o}.",
+            "Every {s} counts as {a} {o}.",
         )),
     ]
     return {r.name: r for r in rels}

@@ -30,7 +30,7 @@ class WorldTrainConfig:
     d_model: int = 256
     n_head: int = 4
     n_ctx: int = 64
-    steps: int = 3000
+    steps: int = 4000
     batch_size: int = 32
     lr: float = 2e-3
     warmup: int = 100

@@ -1,0 +1,203 @@
+"""Shared page furniture: the runs root, cached readers, run pickers and readable errors.
+
+Readers are cached with ``st.cache_data`` / ``st.cache_resource`` and keyed by the
+modification time of the files they read, so a page load never redoes work and a re-run
+command shows up on the next load.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import streamlit as st
+
+from replab import viz
+from replab.errors import ReplabError
+
+# What to run when a page finds no run of its kind.
+MAKE = {
+    "capture": "replab capture --model world --prompts world:sentiment --hooks 'blocks.*.hook_resid_post' "
+               "--positions last --out runs/sentiment-acts",
+    "probe": "replab probe --store runs/sentiment-acts --probes logistic,meandiff --out runs/sentiment-probes",
+    "sae": "replab capture --model world --text world:corpus --hooks blocks.2.hook_resid_post --max-tokens 200000 "
+           "--out runs/corpus-acts && replab train-sae --store runs/corpus-acts --arch topk --d-sae 1024 --k 16",
+    "world-eval": "replab world eval --out runs/world-eval",
+}
+
+
+def runs_root() -> Path:
+    """The runs root: ``--runs DIR`` (after ``--`` on the command line), else ``$REPLAB_RUNS``, else ``runs``."""
+    parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    parser.add_argument("--runs")
+    args, _ = parser.parse_known_args(sys.argv[1:])
+    return Path(args.runs or os.environ.get("REPLAB_RUNS") or "runs")
+
+
+def page(title: str, intro: str) -> Path:
+    """Set up a page (title, intro, sidebar note on the runs root) and return the runs root."""
+    st.set_page_config(page_title=f"replab: {title}", layout="wide")
+    root = runs_root()
+    st.title(title)
+    st.caption(intro)
+    st.sidebar.caption(f"Runs root: `{root}` (set with `replab app --runs DIR` or `REPLAB_RUNS`).")
+    return root
+
+
+def show_error(exc: BaseException) -> None:
+    """A readable message for an exception: replab errors carry their own fix."""
+    if isinstance(exc, ReplabError):
+        st.error(str(exc))
+    else:
+        st.error(f"Unexpected error: {type(exc).__name__}: {exc}. This is a bug in replab's app or a file replab "
+                 "did not write; please report it with the run directory.")
+
+
+class guard:
+    """``with guard():`` shows an exception raised inside as a message instead of a traceback.
+
+    With ``stop=True`` (default) the page stops there; with ``stop=False`` it goes on and
+    ``ok`` tells whether the block finished.
+    """
+
+    def __init__(self, stop: bool = True) -> None:
+        self.stop = stop
+        self.ok = True
+
+    def __enter__(self) -> "guard":
+        return self
+
+    def __exit__(self, kind, exc, tb) -> bool:
+        if not isinstance(exc, Exception):  # no error, or Streamlit's own stop/rerun signals
+            return False
+        self.ok = False
+        show_error(exc)
+        if self.stop:
+            st.stop()
+        return True
+
+
+def _mtime(*parts: str | Path) -> int:
+    try:
+        return Path(*parts).stat().st_mtime_ns
+    except OSError:
+        return 0
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def _index(root: str, stamp: tuple) -> pd.DataFrame:
+    return viz.run_index(root)
+
+
+def run_index(root: Path) -> pd.DataFrame:
+    """``replab.viz.run_index(root)``, recomputed only when a ``run.json`` under it changes."""
+    from replab.runs import find_runs
+
+    return _index(str(root), tuple((str(p), _mtime(p, "run.json")) for p in find_runs(root)))
+
+
+def pick_run(index: pd.DataFrame, kind: str | tuple[str, ...], label: str, key: str) -> Path:
+    """A selectbox of the runs of ``kind`` (one or a tuple; a ``?run=NAME`` query parameter preselects one).
+
+    Stops the page with instructions when there is none.
+    """
+    kinds = (kind,) if isinstance(kind, str) else tuple(kind)
+    runs = index[index["kind"].isin(kinds)]
+    if runs.empty:
+        st.info(f"No {kinds[0]} runs under `{runs_root()}` yet. Make one with:\n\n```\n{MAKE[kinds[0]]}\n```")
+        st.stop()
+    names = runs["name"].tolist()
+    wanted = st.query_params.get("run")
+    status = dict(zip(runs["name"], runs["status"]))
+    name = st.selectbox(label, names, index=names.index(wanted) if wanted in names else 0, key=key,
+                        format_func=lambda n: n if status[n] == "complete" else f"{n} ({status[n]})")
+    return Path(runs.loc[runs["name"] == name, "path"].iloc[0])
+
+
+# ---- cached readers (keyed by the run's run.json mtime) -------------------------------------
+@st.cache_data(show_spinner=False, max_entries=32)
+def _probe_run(path: str, stamp: int) -> viz.ProbeRun:
+    return viz.read_probe_run(path)
+
+
+def probe_run(path: str | Path) -> viz.ProbeRun:
+    return _probe_run(str(path), _mtime(path, "run.json"))
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def _sae_summary(path: str, stamp: int) -> dict[str, Any]:
+    return viz.sae_summary(path)
+
+
+def sae_summary(path: str | Path) -> dict[str, Any]:
+    return _sae_summary(str(path), _mtime(path, "run.json"))
+
+
+@st.cache_data(show_spinner="Reading the analysed features...", max_entries=16)
+def _feature_table(path: str, stamp: int) -> pd.DataFrame:
+    return viz.feature_table(path)
+
+
+def feature_table(path: str | Path) -> pd.DataFrame:
+    return _feature_table(str(path), _mtime(path, "run.json"))
+
+
+@st.cache_data(show_spinner=False, max_entries=256)
+def _latent(path: str, latent: int, stamp: int) -> dict[str, Any]:
+    return viz.read_latent(path, latent)
+
+
+def latent(path: str | Path, i: int) -> dict[str, Any]:
+    return _latent(str(path), int(i), _mtime(path, "run.json"))
+
+
+@st.cache_resource(show_spinner="Opening the activation store...", max_entries=8)
+def _store(path: str, stamp: int):
+    from replab.activations import ActivationStore
+
+    viz.open_run(path, "capture")
+    return ActivationStore.open(path)
+
+
+def store(path: str | Path):
+    """The capture run at ``path`` opened as an ``ActivationStore`` (memory-mapped, cached)."""
+    return _store(str(path), _mtime(path, "manifest.json"))
+
+
+@st.cache_data(show_spinner="Projecting activations (PCA)...", max_entries=32)
+def _pca(path: str, hook: str, stamp: int) -> viz.Projection:
+    return viz.pca_2d(store(Path(path))[hook])
+
+
+def pca(path: str | Path, hook: str) -> viz.Projection:
+    return _pca(str(path), hook, _mtime(path, "manifest.json"))
+
+
+@st.cache_resource(show_spinner="Loading the model (first time only)...", max_entries=2, ttl=600)
+def _model(name: str) -> tuple[Any, str | None]:
+    from replab.models import load_model
+
+    try:
+        return load_model(name), None
+    except ReplabError as exc:  # cached too, so a bad name is not retried on every widget change
+        return None, str(exc)
+
+
+def model(name: str):
+    """The model ``name`` (loaded once per process); a load failure raises ``ModelLoadError``."""
+    from replab.errors import ModelLoadError
+
+    loaded, problem = _model(name)
+    if problem:
+        raise ModelLoadError(problem)
+    return loaded
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def prompt_views(_model, name: str, text: str, k: int) -> tuple[pd.DataFrame, pd.DataFrame, viz.AttentionPatterns]:
+    """Top-k, logit lens and attention of ``text`` on the model loaded as ``name`` (cached by name and text)."""
+    return viz.next_token_topk(_model, text, k), viz.logit_lens(_model, text), viz.attention_patterns(_model, text)

@@ -1,0 +1,184 @@
+"""SAEs on activation stores: streamed training, evaluation from store metadata, feature analysis, the CLI."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from replab.activations import capture
+from replab.datasets import PromptSet
+from replab.errors import HookNameError
+from replab.runs import Run
+from replab.saes import analyze_features, create, evaluate, load, train
+
+from conftest import TINY_TEXTS
+
+HOOK = "blocks.1.hook_resid_post"
+
+
+def _texts(n: int = 40) -> list[str]:
+    words = " ".join(TINY_TEXTS).replace(".", " .").replace(",", " ,").split()
+    rng = np.random.default_rng(0)
+    return [" ".join(rng.choice(words, size=int(rng.integers(4, 14)))) for _ in range(n)]
+
+
+@pytest.fixture(scope="module")
+def store(tiny_model, tmp_path_factory):
+    out = tmp_path_factory.mktemp("sae-store") / "acts"
+    return capture(tiny_model, PromptSet(texts=_texts(), name="words"), "blocks.*.hook_resid_post",
+                   positions="all", out=out, batch_size=16)
+
+
+class CountingStore:
+    """Wraps a store to record how its rows are read: through ``iter_batches`` or by indexing ``store[hook]``."""
+
+    def __init__(self, store):
+        self._store = store
+        self.batch_calls: list[tuple] = []
+        self.rows_indexed = 0
+
+    def __getattr__(self, name):
+        return getattr(self._store, name)
+
+    def __len__(self):
+        return len(self._store)
+
+    def iter_batches(self, hook, batch_size, shuffle=True, seed=0):
+        self.batch_calls.append((hook, batch_size, shuffle, seed))
+        return self._store.iter_batches(hook, batch_size, shuffle=shuffle, seed=seed)
+
+    def __getitem__(self, hook):
+        outer, array = self, self._store[hook]
+
+        class _Array:
+            shape, dtype = array.shape, array.dtype
+
+            def __getitem__(self, idx):
+                block = np.asarray(array[idx])
+                outer.rows_indexed += block.shape[0]
+                return block
+
+            def __array__(self, dtype=None, copy=None):
+                outer.rows_indexed += array.shape[0]
+                return np.asarray(array, dtype=dtype)
+
+        return _Array()
+
+
+def test_training_streams_shuffled_batches_from_the_store(store):
+    counting = CountingStore(store)
+    sae = create("topk", 32, 64, k=4, seed=0)
+    n = len(store)
+    steps = 2 * -(-n // 100) + 3  # into the third epoch
+    result = train(sae, counting, hook=HOOK, batch_size=100, steps=steps, progress=False, log_every=steps)
+    assert counting.rows_indexed == 0  # nothing read outside iter_batches, so never the whole store
+    init, *epochs = counting.batch_calls  # one call samples rows for the scale and b_dec, then one per epoch
+    assert init[0] == HOOK and init[2]
+    assert epochs == [(HOOK, 100, True, 0), (HOOK, 100, True, 1), (HOOK, 100, True, 2)]
+    assert result.metrics["tokens"] == 2 * n + 3 * 100
+    assert sae.cfg.metadata["hook_name"] == HOOK and sae.cfg.metadata["model_name"] == store.manifest["model"]
+    assert sae.cfg.metadata["hook_layer"] == 1
+    untrained = create("topk", 32, 64, k=4, seed=0)
+    assert evaluate(sae, store)["fvu"] < 0.7 * evaluate(untrained, store, hook=HOOK)["fvu"]
+
+
+def test_store_hook_errors(store):
+    sae = create("topk", 32, 64, k=4)
+    with pytest.raises(HookNameError, match="several hooks"):
+        train(sae, store, steps=1, progress=False)
+    with pytest.raises(HookNameError, match="'blocks.7.hook_resid_post' is not in store.*blocks.0.hook_resid_post"):
+        train(sae, store, hook="blocks.7.hook_resid_post", steps=1, progress=False)
+
+
+@pytest.fixture(scope="module")
+def trained(store):
+    sae = create("topk", 32, 48, k=3, seed=0)
+    train(sae, store, hook=HOOK, batch_size=64, steps=150, lr=5e-3, progress=False)
+    return sae
+
+
+def test_evaluate_on_a_store_uses_its_texts_for_ce(store, trained, tiny_model):
+    metrics = evaluate(trained, store, model=tiny_model)  # hook from the SAE's metadata
+    x = torch.from_numpy(np.asarray(store[HOOK]))
+    with torch.no_grad():
+        x_hat = trained(x)
+    assert metrics["n_rows"] == len(store)
+    assert metrics["fvu"] == pytest.approx(float(((x - x_hat) ** 2).sum() / ((x - x.mean(0)) ** 2).sum()), rel=1e-4)
+    assert metrics["n_prompts"] == len(_texts())
+    assert np.isfinite(metrics["ce_recovered"]) and metrics["kl_with_sae"] >= 0
+
+
+def test_feature_analysis_files(store, trained, tiny_model, tmp_path):
+    summary = analyze_features(trained, store, model=tiny_model, out=tmp_path / "feat", top_n=5, n_contexts=3, window=2)
+    run = Run.open(tmp_path / "feat")
+    assert run.kind == "sae-features" and "figures/feature_frequency.json" in run.info["artifacts"]
+    x = torch.from_numpy(np.asarray(store[HOOK]))
+    with torch.no_grad():
+        acts = trained.encode(x)
+    freq = (acts > 0).float().mean(0)
+    assert len(summary["latents"]) == 48
+    np.testing.assert_allclose([e["frequency"] for e in summary["latents"]], freq.numpy(), rtol=1e-6)
+    np.testing.assert_allclose([e["max_activation"] for e in summary["latents"]], acts.max(0).values.numpy(), rtol=1e-6)
+    analysed = summary["analysed"]
+    assert len(analysed) == 5 and analysed == sorted(analysed, key=lambda i: -float(freq[i]))
+    assert set(analysed) == set(freq.argsort(descending=True, stable=True)[:5].tolist())
+    on_disk = json.loads((tmp_path / "feat" / "features" / "summary.json").read_text())
+    assert on_disk["analysed"] == analysed
+
+    meta = store.metadata
+    W_U = tiny_model.W_U.detach()
+    tok = tiny_model.tokenizer
+    for i in analysed:
+        latent = run.read_json(f"features/latent_{i}.json")
+        col = acts[:, i]
+        top = col.topk(3)
+        assert [c["row"] for c in latent["contexts"]] == top.indices.tolist()
+        for c in latent["contexts"]:
+            r = c["row"]
+            p, pos = int(meta["prompt_index"][r]), int(meta["position"][r])
+            window = meta[(meta.prompt_index == p) & (meta.position.between(pos - 2, pos + 2))].index.tolist()
+            assert c["token_ids"] == meta["token_id"][window].tolist()
+            assert c["tokens"] == [tok.decode([t]) for t in c["token_ids"]]
+            np.testing.assert_allclose(c["activations"], col[window].numpy(), rtol=1e-5, atol=1e-6)
+            assert c["activations"][c["center"]] == pytest.approx(float(col[r]), rel=1e-5)
+        hist = latent["histogram"]
+        assert len(hist["edges"]) == 51 and sum(hist["counts"]) == int((col > 0).sum())
+        assert hist["edges"][-1] == pytest.approx(float(col.max()), rel=1e-6)
+        effects = trained.W_dec[i].detach() @ W_U
+        entry = summary["latents"][i]
+        assert [e["token_id"] for e in entry["top_positive_logits"]] == effects.topk(10).indices.tolist()
+        assert [e["token_id"] for e in entry["top_negative_logits"]] == (-effects).topk(10).indices.tolist()
+        assert entry["top_positive_logits"][0]["token"] == tok.decode([effects.argmax().item()])
+    not_analysed = next(e for e in summary["latents"] if not e["analysed"])
+    assert "top_positive_logits" not in not_analysed
+
+
+def test_train_sae_cli_end_to_end(store, tmp_path):
+    from replab.saes.cli import register
+
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers(dest="command"))
+    out = tmp_path / "sae-topk"
+    args = parser.parse_args(["train-sae", "--store", str(store.path), "--hook", HOOK, "--arch", "topk", "--d-sae", "48",
+                              "--k", "3", "--steps", "60", "--batch-size", "64", "--out", str(out), "--top-n", "4"])
+    assert args.func(args) == 0
+    run = Run.open(out)
+    assert run.kind == "sae" and run.info["model"]["weights_sha256"] == store.manifest["model_hash"]
+    metrics = run.info["metrics"]
+    for key in ("fvu", "l0", "dead_fraction", "dense_fraction", "ce_recovered", "kl_with_sae", "tokens_per_s"):
+        assert key in metrics
+    assert metrics["l0"] <= 3
+    summary = run.read_json("features/summary.json")
+    assert len(summary["analysed"]) == 4 and summary["logit_effects"]
+    sae = load(out)
+    assert sae.architecture == "topk" and sae.cfg.k == 3 and sae.cfg.metadata["hook_name"] == HOOK
+    bad = parser.parse_args(["train-sae", "--store", str(store.path), "--hook", HOOK, "--arch", "standard",
+                             "--d-sae", "8", "--k", "3", "--no-model"])
+    from replab.errors import DataError
+
+    with pytest.raises(DataError, match="--k applies to topk, batchtopk, matching_pursuit, not --arch standard"):
+        bad.func(bad)
