@@ -20,14 +20,14 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import re
 import statistics
 import time
 from pathlib import Path
 
 import numpy as np
 
-BEGIN, END = "<!-- bench_probes:begin -->", "<!-- bench_probes:end -->"
+from replab.report import update_marked_section
+
 
 
 def make_data(n: int, d: int, layers: int, seed: int = 0) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
@@ -65,16 +65,6 @@ def timed(fn):
 def med(times: list[tuple[float, float]], k: int) -> float:
     """Median wall (k=0) or CPU (k=1) seconds."""
     return statistics.median(t[k] for t in times)
-
-
-def write_section(path: Path, text: str) -> None:
-    block = f"{BEGIN}\n{text}{END}\n"
-    old = path.read_text() if path.is_file() else "# Benchmarks\n"
-    if BEGIN in old and END in old:
-        new = re.sub(re.escape(BEGIN) + ".*?" + re.escape(END) + "\n?", lambda _: block, old, flags=re.S)
-    else:
-        new = old.rstrip("\n") + "\n\n" + block
-    path.write_text(new)
 
 
 def main() -> None:
@@ -135,7 +125,7 @@ def main() -> None:
         "state per problem) whose every function evaluation is a single `[n, d] @ [d, P]` product, and "
         "standardisation is folded into the weights instead of copying each training fold.\n"
     )
-    write_section(Path(args.docs), text)
+    update_marked_section(Path(args.docs), "bench_probes", text)
     print(text)
 
 

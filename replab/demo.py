@@ -1,16 +1,55 @@
-"""``replab demo``: the main job, from a fresh install to real results on the world model."""
+"""``replab demo``: from a fresh install to the explorer app full of real results on the world model.
+
+Each stage writes one run directory under ``--runs`` (default ``runs/demo``) and is skipped when
+that run is already complete, so a second ``replab demo`` starts the app at once:
+
+* ``world-eval`` -- the world card re-measured;
+* ``acts-sentiment`` + ``probe-sentiment`` -- every ``resid_post`` at the last token of the
+  sentiment reviews; logistic vs mass-mean probes with control task, shuffled labels and the
+  causal check (ablate the best direction vs random ones);
+* ``acts-latitude`` + ``probe-latitude`` -- city latitude from the city's last token (ridge);
+* ``acts-corpus`` + ``sae-<architecture>`` -- a token corpus at a middle layer and one SAE of each
+  architecture with metrics, CE recovered and feature analysis.
+"""
 
 from __future__ import annotations
 
 import argparse
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
+from replab.errors import RunDirError
+from replab.runs import Run
+
+SAE_ARCHITECTURES = ("standard", "topk", "batchtopk", "jumprelu", "matching_pursuit")
+
+
+@dataclass(frozen=True)
+class DemoConfig:
+    """Sizes of the demo runs (the defaults fit in ~15 minutes on 2 CPU cores)."""
+
+    runs: str = "runs/demo"
+    model: str = "world"
+    corpus_documents: int = 6000
+    corpus_tokens: int = 150_000
+    d_sae: int = 1024
+    k: int = 16
+    sae_steps: int = 600
+    sae_batch_size: int = 1024
+    architectures: tuple[str, ...] = SAE_ARCHITECTURES
+
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("demo", help="evaluate the world model and show what it knows")
-    p.add_argument("--runs", default="runs/demo", help="where demo runs are written")
-    p.set_defaults(func=run_demo)
+    p = sub.add_parser("demo", help="create the demo runs on the world model (once) and open the explorer app")
+    p.add_argument("--runs", default=DemoConfig.runs, help="where demo runs are written")
+    p.add_argument("--port", type=int, default=8501, help="port for the app")
+    p.add_argument("--no-app", action="store_true", help="create the runs but do not start the app")
+    p.set_defaults(func=_cli)
 
 
 def show_completions(model, prompts, k: int = 5) -> None:
@@ -19,16 +58,83 @@ def show_completions(model, prompts, k: int = 5) -> None:
         probs = torch.softmax(model(prompt)[0, -1].float(), -1)
         top = probs.topk(k)
         alts = "  ".join(f"{model.tokenizer.decode([int(i)])!r} {p:.2f}" for p, i in zip(top.values, top.indices))
-        print(f"  {prompt!r:40s} -> {alts}")
+        print(f"  {prompt!r:32s} -> {alts}", flush=True)
 
 
-def run_demo(args: argparse.Namespace) -> None:
+def _complete(path: Path) -> bool:
+    try:
+        Run.open(path)
+        return True
+    except RunDirError:
+        return False
+
+
+def _stages(cfg: DemoConfig, model) -> list[tuple[str, Callable[[Path], object]]]:
+    """(run name, function writing that run) in dependency order."""
     import replab
-    from replab.world.cli import _eval
+    from replab.activations import ActivationStore
+    from replab.probes import probe_store
+    from replab.saes.pipeline import train_store_sae
+    from replab.world import world_corpus
+    from replab.world.evaluate import run_world_eval
+    from replab.world.sentiment import ANSWER_TOKENS
+
+    root = Path(cfg.runs)
+    middle = f"blocks.{max(0, model.cfg.n_layers // 2 - 1)}.hook_resid_post"
+    store = lambda name: ActivationStore.open(root / name)  # noqa: E731
+    stages: list[tuple[str, Callable[[Path], object]]] = [
+        ("world-eval", lambda out: run_world_eval(model, out)),
+        ("acts-sentiment", lambda out: replab.capture(model, replab.datasets.load("world:sentiment"),
+                                                      "blocks.*.hook_resid_post", positions="last", out=out)),
+        ("probe-sentiment", lambda out: probe_store(
+            store("acts-sentiment"), out, probes=["logistic", "meandiff"], causal=True,
+            answer_tokens=(ANSWER_TOKENS["positive"], ANSWER_TOKENS["negative"]), model=model)),
+        ("acts-latitude", lambda out: replab.capture(model, replab.datasets.load("world:city_latitude"),
+                                                     "blocks.*.hook_resid_post", positions="subject_last", out=out)),
+        ("probe-latitude", lambda out: probe_store(store("acts-latitude"), out, probes=["ridge"], target="target",
+                                                   groups="subject")),
+        ("acts-corpus", lambda out: replab.capture(model, world_corpus(cfg.corpus_documents), middle, out=out,
+                                                   max_tokens=cfg.corpus_tokens, context=model.cfg.n_ctx)),
+    ]
+    for arch in cfg.architectures:
+        arch_config = {"k": cfg.k} if arch in ("topk", "batchtopk", "matching_pursuit") else {}
+        stages.append((f"sae-{arch}", lambda out, arch=arch, arch_config=arch_config: train_store_sae(
+            store("acts-corpus"), architecture=arch, d_sae=cfg.d_sae, out=out, hook=middle, model=model,
+            arch_config=arch_config, steps=cfg.sae_steps, batch_size=cfg.sae_batch_size, top_n=128)))
+    return stages
+
+
+def build_demo_runs(cfg: DemoConfig = DemoConfig()) -> Path:
+    """Create every missing demo run under ``cfg.runs``; complete runs are reused as they are."""
+    import replab
     from replab.world.evaluate import CANONICAL
 
-    model = replab.load_model("world")
+    root = Path(cfg.runs)
+    model = replab.load_model(cfg.model)
     print("The world model's top-5 next tokens on its canonical prompts:")
     show_completions(model, [p for p, _ in CANONICAL])
-    print("\nEvaluating every relation on training and held-out templates:")
-    _eval(argparse.Namespace(model="world", out=f"{args.runs}/world-eval", write_card=False))
+    for name, make in _stages(cfg, model):
+        out = root / name
+        if _complete(out):
+            print(f"[demo] {name}: reusing {out}", flush=True)
+            continue
+        print(f"[demo] {name} ...", flush=True)
+        t0 = time.perf_counter()
+        make(out)
+        print(f"[demo] {name}: done in {time.perf_counter() - t0:.0f} s", flush=True)
+    return root
+
+
+def _cli(args: argparse.Namespace) -> None:
+    from replab.app_cli import app_env, streamlit_command
+
+    root = build_demo_runs(DemoConfig(runs=args.runs))
+    if args.no_app:
+        print(f"demo runs ready in {root}; explore them with: replab app --runs {root}")
+        return
+    cmd = streamlit_command(args.port, headless=True)
+    print(f"\nreplab explorer: http://localhost:{args.port}  (runs: {root.resolve()}; Ctrl+C to stop)", flush=True)
+    try:
+        subprocess.run(cmd, env=app_env(root), check=False)
+    except KeyboardInterrupt:
+        pass

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as _dt
-import re
+
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -26,7 +26,8 @@ from typing import Any
 
 import pandas as pd
 
-BEGIN, END = "<!-- probe_world:begin -->", "<!-- probe_world:end -->"
+from replab.report import update_marked_section
+
 NUMERIC = ("city_latitude", "city_longitude", "birth_year")
 
 
@@ -100,19 +101,6 @@ def summary_markdown(sentiment: pd.DataFrame, numeric: pd.DataFrame, causal: Map
     return "\n".join(lines) + "\n"
 
 
-def update_docs(path: Path, section: str) -> None:
-    """Replace the study's section of ``path`` (between its markers), or append it."""
-    from replab.runs import atomic_write_bytes
-
-    block = f"{BEGIN}\n{section}{END}\n"
-    text = path.read_text() if path.is_file() else ""
-    if BEGIN in text and END in text:
-        text = re.sub(re.escape(BEGIN) + ".*?" + re.escape(END) + "\n?", lambda _: block, text, flags=re.S)
-    else:
-        text = text.rstrip("\n") + ("\n\n" if text else "") + block
-    atomic_write_bytes(path, text.encode())
-
-
 def probe_world(config: StudyConfig = StudyConfig(), *, model=None, prompt_sets: Mapping[str, Any] | None = None,
                 capture: Callable | None = None):
     """Run the study and return its finished ``Run``.
@@ -181,7 +169,7 @@ def probe_world(config: StudyConfig = StudyConfig(), *, model=None, prompt_sets:
         info = {"date": _dt.date.today().isoformat(), "model": getattr(model, "replab_name", config.model),
                 "weights": weights_hash(model), "cv": config.cv, "seed": config.seed, "out": str(out),
                 "n_sentiment": len(sent_prompts)}
-        update_docs(Path(config.docs), summary_markdown(sentiment, numeric, causal, info))
+        update_marked_section(Path(config.docs), "probe_world", summary_markdown(sentiment, numeric, causal, info))
     return study.finish(metrics)
 
 

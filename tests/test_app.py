@@ -226,6 +226,9 @@ def test_home_lists_runs_and_world_card(runs, monkeypatch):
     assert set(table["name"]) == {"sentiment-acts", "sentiment-probes", "tokens-acts", "sae-topk", "sae-standard",
                                   "world-eval"}
     assert "fvu=" in table.set_index("name").loc["sae-topk", "key_metrics"]
+    shipped = frame(at, "relation", "held-out accuracy")  # the shipped card is shown first
+    assert set(shipped["relation"]) >= {"capital", "sentiment"}
+    at.selectbox(key="home_card").set_value("run world-eval").run()
     card = frame(at, "relation", "held-out accuracy")
     assert card.set_index("relation").loc["capital", "held-out accuracy"] == 0.5
     at.multiselect(key="home_kinds").set_value(["sae"]).run()

@@ -9,6 +9,8 @@ from pathlib import Path
 import numpy as np
 import plotly.io as pio
 import pytest
+
+from replab.report import update_marked_section
 from test_probes_causal import _prompts
 from test_probes_fakes import tiny_capture
 
@@ -67,5 +69,5 @@ def test_probe_world_writes_runs_and_docs_section(tiny_model, tmp_path):
     text = docs.read_text()
     assert text.startswith("# Probes\n\nIntro kept.") and text.count("## World model results") == 1
     assert "| 0 |" in text and "| 1 |" in text and "logistic" in text
-    study.update_docs(docs, "## World model results\n\nsecond run\n")  # re-running replaces the section
+    update_marked_section(docs, "probe_world", "## World model results\n\nsecond run\n")  # re-running replaces the section
     assert docs.read_text().count("## World model results") == 1 and "second run" in docs.read_text()

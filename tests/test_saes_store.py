@@ -182,3 +182,26 @@ def test_train_sae_cli_end_to_end(store, tmp_path):
 
     with pytest.raises(DataError, match="--k applies to topk, batchtopk, matching_pursuit, not --arch standard"):
         bad.func(bad)
+
+
+def test_ce_on_a_corpus_store_scores_the_stores_own_contexts(tiny_model, tmp_path):
+    """A corpus store has no text column: CE metrics rebuild its contexts from the token metadata."""
+    import torch.nn.functional as F
+
+    from replab.datasets import TextCorpus
+
+    corpus_store = capture(tiny_model, TextCorpus(tuple(_texts(20)), name="words"), HOOK, out=tmp_path / "c",
+                           context=16, batch_size=8)
+    contexts = corpus_store.token_contexts()
+    assert len(contexts) == corpus_store.metadata["prompt_index"].nunique()
+    assert sum(map(len, contexts)) == len(corpus_store)
+    total, count = 0.0, 0
+    with torch.no_grad():
+        for ctx in contexts:
+            toks = torch.tensor([ctx])
+            logits = tiny_model(toks)[0, :-1]
+            total += float(F.cross_entropy(logits, toks[0, 1:], reduction="sum"))
+            count += len(ctx) - 1
+    metrics = evaluate(create("topk", 32, 64, k=4, seed=0), corpus_store, model=tiny_model, hook=HOOK)
+    assert metrics["ce_clean"] == pytest.approx(total / count, rel=1e-5)
+    assert metrics["n_ce_tokens"] == count

@@ -121,6 +121,25 @@ class ActivationStore:
             df = pd.concat([df, prompts.iloc[df["prompt_index"].to_numpy()].reset_index(drop=True)], axis=1)
         return df
 
+    def token_contexts(self, limit: int | None = None) -> list[list[int]]:
+        """Token ids of each captured prompt or context, rebuilt from the metadata.
+
+        Needs a store captured with ``positions="all"`` (otherwise the contexts are incomplete).
+        Used to score a model on exactly the tokens a corpus store holds (e.g. SAE CE metrics).
+        """
+        if self.manifest.get("positions") != "all":
+            raise StoreError(
+                f"Store {self.path} holds positions {self.manifest.get('positions')!r}, not every token, so its "
+                "contexts cannot be rebuilt; pass the prompts explicitly."
+            )
+        meta = self.metadata[["prompt_index", "position", "token_id"]]
+        contexts = []
+        for _, group in meta.groupby("prompt_index", sort=True):
+            contexts.append(group.sort_values("position")["token_id"].astype(int).tolist())
+            if limit is not None and len(contexts) >= limit:
+                break
+        return contexts
+
     def iter_batches(self, hook: str, batch_size: int, shuffle: bool = True, seed: int = 0) -> Iterator[torch.Tensor]:
         """One epoch of float32 ``[b, d]`` tensors (the last may be smaller); a seed fixes the order."""
         rows = self[hook]

@@ -51,12 +51,17 @@ def tokenize(model, texts: Sequence[str]) -> TokenBatch:
                 f"Prompt {i} is {len(row)} tokens long, more than the model's context of {n_ctx}: "
                 f"{texts[i][:80]!r}... Shorten it or split it."
             )
+    return pad_token_ids(model, ids)
+
+
+def pad_token_ids(model, ids: Sequence[Sequence[int]]) -> TokenBatch:
+    """Right-pad already tokenised rows (e.g. contexts read back from a store) into one batch."""
     pad = model.tokenizer.pad_token_id
     pad = pad if pad is not None else (model.tokenizer.eos_token_id or 0)
     width = max(len(r) for r in ids)
     tokens = torch.full((len(ids), width), pad, dtype=torch.long)
     for i, row in enumerate(ids):
-        tokens[i, : len(row)] = torch.tensor(row, dtype=torch.long)
+        tokens[i, : len(row)] = torch.as_tensor(list(row), dtype=torch.long)
     return TokenBatch(tokens=tokens, lengths=torch.tensor([len(r) for r in ids], dtype=torch.long))
 
 

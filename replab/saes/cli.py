@@ -93,32 +93,22 @@ def _load_model(args: argparse.Namespace, store):
 def run(args: argparse.Namespace) -> int:
     """Execute ``train-sae``; returns the exit code."""
     from replab.activations import ActivationStore
-    from replab.models.hooks import hook_layer
-    from replab.runs import Run
-    from replab.saes import analyze_features, create, evaluate, train
-    from replab.saes.data import rows
+    from replab.saes.pipeline import train_store_sae
 
     store = ActivationStore.open(args.store)
-    source = rows(store, args.hook)
     model = _load_model(args, store)
     out = Path(args.out) if args.out else Path(store.path).parent / f"sae-{args.arch}"
-    metadata = {"model_name": (store.manifest or {}).get("model"), "hook_name": source.hook,
-                "hook_layer": hook_layer(source.hook), "store": str(store.path)}
-    sae = create(args.arch, source.d, args.d_sae, seed=args.seed, metadata=metadata, **_arch_config(args))
     config = {"command": "train-sae", **{k: v for k, v in vars(args).items() if k != "func"}}
-    run_dir = Run.create(out, "sae", config, model=model)
-    result = train(sae, store, hook=source.hook, batch_size=args.batch_size, steps=args.steps, tokens=args.tokens,
-                   lr=args.lr, out=run_dir, resume=args.resume, seed=args.seed, normalize=not args.no_normalize,
-                   checkpoint_every=args.checkpoint_every, device=args.device)
-    has_text = "text" in store.metadata.columns
-    metrics = evaluate(result.sae, store, hook=source.hook, model=model if has_text else None,
-                       max_prompts=args.eval_prompts)
-    run_dir.log_metrics(metrics)
-    analyze_features(result.sae, store, hook=source.hook, model=model, out=run_dir, top_n=args.top_n)
-    run_dir.finish()
+    run_dir = train_store_sae(
+        store, architecture=args.arch, d_sae=args.d_sae, out=out, hook=args.hook, model=model,
+        arch_config=_arch_config(args), run_config=config, steps=args.steps, tokens=args.tokens, lr=args.lr,
+        batch_size=args.batch_size, seed=args.seed, normalize=not args.no_normalize,
+        checkpoint_every=args.checkpoint_every, resume=args.resume, device=args.device,
+        eval_prompts=args.eval_prompts, top_n=args.top_n)
+    metrics = run_dir.info["metrics"]
     shown = ("fvu", "l0", "dead_fraction", "ce_recovered", "kl_with_sae")
     print(f"SAE ({args.arch}, d_sae={args.d_sae}) written to {out}")
     print("  " + "  ".join(f"{k}={metrics[k]:.4g}" for k in shown if k in metrics))
-    if model is not None and not has_text:
-        print("  (no CE metrics: the store has no 'text' metadata)")
+    if model is not None and "ce_clean" not in metrics:
+        print("  (no CE metrics: the store has neither 'text' metadata nor every position of its contexts)")
     return 0

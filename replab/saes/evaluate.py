@@ -63,12 +63,15 @@ def activation_metrics(sae: SAE, source: Rows, *, batch_size: int = 4096, max_ro
     }
 
 
-def prompt_texts(prompts, source: Rows | None, max_prompts: int) -> list[str]:
-    """Texts to compute CE on: a list, a TextCorpus/PromptSet, or the store's ``text`` metadata."""
+def prompt_texts(prompts, source: Rows | None, max_prompts: int) -> list[str] | list[list[int]]:
+    """What to compute CE on: a list, a TextCorpus/PromptSet, the store's ``text`` metadata, or
+    (a corpus store captured at every position) the store's own token contexts."""
     from replab.datasets import PromptSet, TextCorpus
 
     if prompts is None:
         meta = source.metadata if source is not None else None
+        if meta is not None and "text" not in meta.columns and source.store.manifest.get("positions") == "all":
+            return source.store.token_contexts(limit=max_prompts)
         if meta is None or "text" not in meta.columns:
             raise DataError(
                 "CE metrics need prompts: pass prompts=[...] (texts or a TextCorpus); this data has no 'text' metadata."
@@ -88,12 +91,14 @@ def prompt_texts(prompts, source: Rows | None, max_prompts: int) -> list[str]:
 
 
 @torch.no_grad()
-def ce_metrics(sae: SAE, model, hook: str, texts: Sequence[str], *, batch_size: int = 16) -> dict[str, float]:
+def ce_metrics(sae: SAE, model, hook: str, texts: Sequence[str] | Sequence[Sequence[int]], *,
+               batch_size: int = 16) -> dict[str, float]:
     """Next-token CE clean / with the SAE spliced at ``hook`` / with ``hook`` zero-ablated, and KLs.
 
-    Padding is masked out: only positions whose next token is real count.
+    ``texts`` are strings or already tokenised rows (token-id lists). Padding is masked out:
+    only positions whose next token is real count.
     """
-    from replab.models import splice, tokenize
+    from replab.models import pad_token_ids, splice, tokenize
 
     device = next(model.parameters()).device
 
@@ -103,7 +108,8 @@ def ce_metrics(sae: SAE, model, hook: str, texts: Sequence[str], *, batch_size: 
     sums = {"ce_clean": 0.0, "ce_with_sae": 0.0, "ce_zero_ablation": 0.0, "kl_with_sae": 0.0, "kl_zero_ablation": 0.0}
     count = 0
     for i in range(0, len(texts), batch_size):
-        batch = tokenize(model, list(texts[i : i + batch_size]))
+        chunk = list(texts[i : i + batch_size])
+        batch = tokenize(model, chunk) if isinstance(chunk[0], str) else pad_token_ids(model, chunk)
         tokens = batch.tokens.to(device)
         targets = tokens[:, 1:]
         mask = (torch.arange(1, tokens.shape[1], device=device)[None, :] < batch.lengths.to(device)[:, None])

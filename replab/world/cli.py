@@ -40,28 +40,11 @@ def _train(args: argparse.Namespace) -> None:
 
 def _eval(args: argparse.Namespace) -> None:
     import replab
-    from replab.runs import Run
-    from replab.world.evaluate import CARD_DIR, card_markdown, evaluate_world, write_card
+    from replab.world.evaluate import CARD_DIR, card_markdown, run_world_eval, write_card
 
     model = replab.load_model(args.model)
-    run = Run.create(args.out, "world-eval", {"model": args.model}, model=model)
-    with run.timer("evaluate"):
-        result = evaluate_world(model)
-    ckpt = replab.models.WORLD_CHECKPOINT if args.model == "world" else Path(args.model)
-    training = json.loads((ckpt / "training.json").read_text()) if (ckpt / "training.json").is_file() else {}
-    cfg = training.get("config", {})
-    card = {
-        "model": {"n_layer": model.cfg.n_layers, "d_model": model.cfg.d_model, "n_head": model.cfg.n_heads,
-                  "n_ctx": model.cfg.n_ctx, "vocab_size": model.cfg.d_vocab,
-                  "n_params": training.get("n_params", sum(p.numel() for p in model.parameters())),
-                  "seed": cfg.get("seed"), "steps": cfg.get("steps"), "train_seconds": training.get("seconds", 0.0)},
-        **result,
-    }
-    run.write_json("world_card.json", card)
-    (run.path / "WORLD_CARD.md").write_text(card_markdown(card))
-    metrics = {f"{k}/{s}": v[f"{s}_accuracy"] for k, v in result["relations"].items() for s in ("train", "heldout")}
-    metrics.update({f"sentiment/{s}": result["sentiment"][f"{s}_accuracy"] for s in ("train", "heldout")})
-    run.finish(metrics)
+    run = run_world_eval(model, args.out)
+    card = run.read_json("world_card.json")
     if args.write_card:
         write_card(card, CARD_DIR)
     print(card_markdown(card))

@@ -74,8 +74,8 @@ def evaluate_world(model, *, progress: bool = True) -> dict:
         if progress:
             print(f"  {name:18s} train {row['train_accuracy']:.3f}  held-out {row['heldout_accuracy']:.3f}")
     vocab = kb.sentiment_vocab()
-    ids = {lab: {model.to_tokens(" " + w, prepend_bos=False)[0, 0].item() for w in vocab[f"{lab}_continuations"]}
-           for lab in ("positive", "negative")}
+    ids = {lab: {model.tokenizer.convert_tokens_to_ids(model.tokenizer.tokenize(" " + w))[0]
+                 for w in vocab[f"{lab}_continuations"]} for lab in ("positive", "negative")}
     result["sentiment"] = {}
     for split in ("train", "heldout"):
         ps = world_prompts("sentiment", split)
@@ -124,3 +124,29 @@ def write_card(card: dict, directory: Path = CARD_DIR) -> Path:
     (directory / "world_card.json").write_text(json.dumps(card, indent=1) + "\n")
     (directory / "WORLD_CARD.md").write_text(card_markdown(card))
     return directory
+
+
+def run_world_eval(model, out) -> "Run":
+    """Evaluate ``model`` and write a run directory (kind ``world-eval``) holding the world card."""
+    from replab.models.loading import WORLD_CHECKPOINT
+    from replab.runs import Run
+
+    name = getattr(model, "replab_name", "world")
+    run = Run.create(out, "world-eval", {"model": name}, model=model)
+    with run.timer("evaluate"):
+        result = evaluate_world(model)
+    ckpt = WORLD_CHECKPOINT if name == "world" else Path(name)
+    training = json.loads((ckpt / "training.json").read_text()) if (ckpt / "training.json").is_file() else {}
+    cfg = training.get("config", {})
+    card = {
+        "model": {"n_layer": model.cfg.n_layers, "d_model": model.cfg.d_model, "n_head": model.cfg.n_heads,
+                  "n_ctx": model.cfg.n_ctx, "vocab_size": model.cfg.d_vocab,
+                  "n_params": training.get("n_params", sum(p.numel() for p in model.parameters())),
+                  "seed": cfg.get("seed"), "steps": cfg.get("steps"), "train_seconds": training.get("seconds", 0.0)},
+        **result,
+    }
+    run.write_json("world_card.json", card)
+    (run.path / "WORLD_CARD.md").write_text(card_markdown(card))
+    metrics = {f"{k}/{s}": v[f"{s}_accuracy"] for k, v in result["relations"].items() for s in ("train", "heldout")}
+    metrics.update({f"sentiment/{s}": result["sentiment"][f"{s}_accuracy"] for s in ("train", "heldout")})
+    return run.finish(metrics)

@@ -1,0 +1,41 @@
+"""Train, evaluate and analyse one SAE on a store hook into one run directory (CLI, demo, studies)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from replab.models.hooks import hook_layer
+from replab.runs import Run
+
+
+def train_store_sae(store, *, architecture: str, d_sae: int, out: str | os.PathLike, hook: str | None = None,
+                    model=None, arch_config: Mapping[str, Any] | None = None,
+                    run_config: Mapping[str, Any] | None = None, steps: int | None = None, tokens: int | None = None,
+                    lr: float | None = None, batch_size: int = 4096, seed: int = 0, normalize: bool = True,
+                    checkpoint_every: int | None = None, resume: bool = False, device: str | None = None,
+                    eval_prompts: int = 256, top_n: int = 256) -> Run:
+    """Train an SAE on ``store[hook]``, evaluate it (CE metrics when ``model`` is given and the
+    store holds texts or whole contexts) and write its feature analysis; returns the finished run
+    (kind ``"sae"``: SAELens-format weights, training log, metrics, ``features/``).
+    """
+    from replab.saes import analyze_features, create, evaluate, train
+    from replab.saes.data import rows
+
+    source = rows(store, hook)
+    metadata = {"model_name": (store.manifest or {}).get("model"), "hook_name": source.hook,
+                "hook_layer": hook_layer(source.hook), "store": str(store.path)}
+    sae = create(architecture, source.d, d_sae, seed=seed, metadata=metadata, **dict(arch_config or {}))
+    config = dict(run_config) if run_config is not None else {
+        "store": str(store.path), "hook": source.hook, "arch": architecture, "d_sae": d_sae, "steps": steps,
+        "tokens": tokens, "lr": lr, "batch_size": batch_size, "seed": seed, **dict(arch_config or {})}
+    run = Run.create(out, "sae", config, model=model)
+    result = train(sae, store, hook=source.hook, batch_size=batch_size, steps=steps, tokens=tokens, lr=lr, out=run,
+                   resume=resume, seed=seed, normalize=normalize, checkpoint_every=checkpoint_every, device=device)
+    can_score = "text" in store.metadata.columns or store.manifest.get("positions") == "all"
+    metrics = evaluate(result.sae, store, hook=source.hook, model=model if can_score else None,
+                       max_prompts=eval_prompts)
+    run.log_metrics(metrics)
+    analyze_features(result.sae, store, hook=source.hook, model=model, out=run, top_n=top_n)
+    return run.finish()
