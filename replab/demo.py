@@ -6,8 +6,8 @@ that run is already complete, so a second ``replab demo`` starts the app at once
 * ``world-eval`` -- the world card re-measured;
 * ``acts-sentiment`` + ``probe-sentiment`` -- every ``resid_post`` at the last token of the
   sentiment reviews; logistic vs mass-mean probes with control task, shuffled labels and the
-  causal check (ablate the best direction vs random ones);
-* ``acts-latitude`` + ``probe-latitude`` -- city latitude from the city's last token (ridge);
+  causal check (ablate the best mass-mean direction vs random ones);
+* ``acts-latitude`` + ``probe-latitude`` -- city latitude at the prompt's last token (ridge);
 * ``acts-corpus`` + ``sae-<architecture>`` -- a token corpus at a middle layer and one SAE of each
   architecture with metrics, CE recovered and feature analysis.
 """
@@ -39,7 +39,7 @@ class DemoConfig:
     corpus_tokens: int = 150_000
     d_sae: int = 1024
     k: int = 16
-    sae_steps: int = 600
+    sae_steps: int = 1500
     sae_batch_size: int = 1024
     architectures: tuple[str, ...] = SAE_ARCHITECTURES
 
@@ -87,10 +87,12 @@ def _stages(cfg: DemoConfig, model) -> list[tuple[str, Callable[[Path], object]]
         ("acts-sentiment", lambda out: replab.capture(model, replab.datasets.load("world:sentiment"),
                                                       "blocks.*.hook_resid_post", positions="last", out=out)),
         ("probe-sentiment", lambda out: probe_store(
-            store("acts-sentiment"), out, probes=["logistic", "meandiff"], causal=True,
+            store("acts-sentiment"), out, probes=["logistic", "meandiff"], causal=True, causal_probe="meandiff",
             answer_tokens=(ANSWER_TOKENS["positive"], ANSWER_TOKENS["negative"]), model=model)),
+        # the world model recalls a city's country at the prompt's last token, not at the city token
+        # (docs/probes.md), so coordinates are probed where the recall happens
         ("acts-latitude", lambda out: replab.capture(model, replab.datasets.load("world:city_latitude"),
-                                                     "blocks.*.hook_resid_post", positions="subject_last", out=out)),
+                                                     "blocks.*.hook_resid_post", positions="last", out=out)),
         ("probe-latitude", lambda out: probe_store(store("acts-latitude"), out, probes=["ridge"], target="target",
                                                    groups="subject")),
         ("acts-corpus", lambda out: replab.capture(model, world_corpus(cfg.corpus_documents), middle, out=out,

@@ -29,6 +29,9 @@ import pandas as pd
 from replab.report import update_marked_section
 
 NUMERIC = ("city_latitude", "city_longitude", "birth_year")
+# Gurnee & Tegmark read the subject's last token; the world model recalls attributes at the
+# prompt's last token instead, so both are probed.
+NUMERIC_POSITIONS = ("subject_last", "last")
 
 
 @dataclass(frozen=True)
@@ -82,12 +85,12 @@ def summary_markdown(sentiment: pd.DataFrame, numeric: pd.DataFrame, causal: Map
         key = (layer, "logistic", "shuffled")
         shuffled = t.loc[key, "mean"] if key in t.index else float("nan")
         lines.append(f"| {layer} | " + " | ".join(cells) + f" | {shuffled:.3f} |")
-    lines += ["", "### Numeric attributes (subject's last token, ridge alpha = d_model, folds grouped by subject)", "",
+    lines += ["", "### Numeric attributes (ridge alpha = d_model, folds grouped by subject; `@subject_last` = the subject's last token as in Gurnee & Tegmark, `@last` = the prompt's last token)", "",
               "Test R² by layer (mean over folds).", ""]
     r2 = _pivot(numeric[numeric.task == "task"], "dataset")
     lines += ["| layer | " + " | ".join(r2.columns) + " |", "|---" * (1 + len(r2.columns)) + "|"]
     lines += [f"| {layer} | " + " | ".join(f"{v:.3f}" for v in row) + " |" for layer, row in r2.iterrows()]
-    lines += ["", f"### Causal check (ablate the direction at `{causal['hook']}`, all positions)", "",
+    lines += ["", f"### Causal check (ablate each probe type's direction at its best layer, all positions: {causal['hook']})", "",
               "Change in the logit difference ' great' - ' terrible' towards the correct answer, and in the "
               "model's two-way accuracy, vs the mean over random directions of the same norm.", "",
               "| direction | clean accuracy | Δ correct logit diff | Δ accuracy | above-chance accuracy removed "
@@ -113,7 +116,7 @@ def probe_world(config: StudyConfig = StudyConfig(), *, model=None, prompt_sets:
     """
     import replab
     from replab.models import weights_hash
-    from replab.probes import LogisticProbe, MeanDiffProbe, causal_check, probe_figures, probe_store
+    from replab.probes import LogisticProbe, MeanDiffProbe, causal_check, probe_figures, probe_store, top_row
     from replab.runs import Run
 
     model = model if model is not None else replab.load_model(config.model)
@@ -129,22 +132,23 @@ def probe_world(config: StudyConfig = StudyConfig(), *, model=None, prompt_sets:
                                seed=config.seed, causal=True, model=model, prompts=sent_prompts,
                                n_random=config.n_random)
         sentiment = sent_run.read_table("results")
-    hook = sent_run.info["metrics"]["best_hook"]
     with study.timer("causal"):
-        results = {}
+        results, hooks = {}, {}
         for probe in (LogisticProbe(), MeanDiffProbe()):
-            fitted = probe.fit_store(store, hook)
-            results[probe.name] = causal_check(model, sent_prompts, fitted, mode="ablate", n_random=config.n_random,
-                                               seed=config.seed)
-    causal = {"hook": hook, "results": results}
+            hooks[probe.name] = hook = top_row(sentiment, probe=probe.name)["hook"]  # each type at its best layer
+            results[probe.name] = causal_check(model, sent_prompts, probe.fit_store(store, hook), mode="ablate",
+                                               n_random=config.n_random, seed=config.seed)
+            results[probe.name]["hook"] = hook
+    causal = {"hook": ", ".join(f"{k}: {v}" for k, v in hooks.items()), "results": results}
 
     numeric_tables = []
     for name in NUMERIC:
-        with study.timer(name):
-            store = capture(model, sets[name], config.hooks, positions="subject_last", out=out / "acts" / name)
-            run = probe_store(store, out / name, probes=["ridge"], target="target", cv=config.cv, groups="subject",
-                              seed=config.seed)
-            numeric_tables.append(run.read_table("results").assign(dataset=name))
+        for pos in NUMERIC_POSITIONS:
+            with study.timer(f"{name}@{pos}"):
+                store = capture(model, sets[name], config.hooks, positions=pos, out=out / "acts" / f"{name}-{pos}")
+                run = probe_store(store, out / f"{name}-{pos}", probes=["ridge"], target="target", cv=config.cv,
+                                  groups="subject", seed=config.seed)
+                numeric_tables.append(run.read_table("results").assign(dataset=f"{name}@{pos}"))
     numeric = pd.concat(numeric_tables, ignore_index=True)
 
     study.write_table("sentiment", sentiment)
@@ -156,8 +160,7 @@ def probe_world(config: StudyConfig = StudyConfig(), *, model=None, prompt_sets:
     study.write_figure("numeric_r2_by_layer",
                        probe_figures(numeric.assign(probe=numeric.probe + " " + numeric.dataset))["metric_by_layer"])
 
-    task = sentiment[sentiment.task == "task"]
-    top = task.loc[task["mean"].idxmax()]
+    top = top_row(sentiment)
     r2 = numeric[numeric.task == "task"].groupby("dataset")["mean"].max()
     metrics = {"sentiment_best_hook": top["hook"], "sentiment_best_probe": top["probe"],
                "sentiment_best_accuracy": float(top["mean"]), "sentiment_best_selectivity": float(top["selectivity"]),

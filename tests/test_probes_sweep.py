@@ -210,3 +210,19 @@ def test_cli_registers_probe_command():
     assert (args.store, args.probes, args.cv, args.out, args.mdl, args.causal) == (
         "runs/x/acts", "logistic,meandiff", 5, "runs/x/probes", True, False)
     assert callable(args.func)
+
+
+def test_top_row_breaks_metric_ties_by_selectivity():
+    import pandas as pd
+
+    from replab.probes import top_row
+
+    table = pd.DataFrame({
+        "hook": ["blocks.0.x", "blocks.1.x", "blocks.2.x", "blocks.1.x"],
+        "probe": ["logistic", "logistic", "logistic", "meandiff"],
+        "task": ["task", "task", "task", "task"],
+        "mean": [1.0, 1.0, 0.9, 0.95],
+        "selectivity": [0.1, 0.3, 0.5, 0.6],
+    })
+    assert top_row(table)["hook"] == "blocks.1.x"
+    assert top_row(table, probe="meandiff")["hook"] == "blocks.1.x"

@@ -10,6 +10,7 @@ import numpy as np
 import plotly.io as pio
 import pytest
 
+from replab.probes import top_row
 from replab.report import update_marked_section
 from test_probes_causal import _prompts
 from test_probes_fakes import tiny_capture
@@ -53,16 +54,18 @@ def test_probe_world_writes_runs_and_docs_section(tiny_model, tmp_path):
     config = study.StudyConfig(out=str(tmp_path / "run"), cv=3, n_random=1, docs=str(docs))
     with pytest.warns(UserWarning, match="word types"):  # the tiny sentiment set has 2 adjectives
         run = study.probe_world(config, model=tiny_model, prompt_sets=sets, capture=capture)
-    assert captured == [("tiny:sentiment", "last"), ("tiny:numeric0", "subject_last"),
-                        ("tiny:numeric1", "subject_last"), ("tiny:numeric2", "subject_last")]
+    assert captured == [("tiny:sentiment", "last")] + [
+        (f"tiny:numeric{i}", pos) for i in range(3) for pos in ("subject_last", "last")]
     back = Run.open(tmp_path / "run")
     assert back.kind == "probe-study"
     sentiment, numeric = back.read_table("sentiment"), back.read_table("numeric")
     assert set(sentiment.probe) == {"logistic", "meandiff"} and sentiment.selectivity.notna().any()
-    assert set(numeric.dataset) == set(study.NUMERIC) and set(numeric.metric) == {"r2"}
+    assert set(numeric.dataset) == {f"{n}@{p}" for n in study.NUMERIC for p in ("subject_last", "last")}
+    assert set(numeric.metric) == {"r2"}
     causal = back.read_json("causal.json")
     assert set(causal["results"]) == {"logistic", "meandiff"}
-    assert causal["hook"] == run.info["metrics"]["sentiment_best_hook"]
+    for name, result in causal["results"].items():  # each probe type is ablated at its own best layer
+        assert result["hook"] == top_row(sentiment, probe=name)["hook"]
     assert Run.open(tmp_path / "run" / "sentiment").read_json("causal.json")["random"]
     for name in ("sentiment_accuracy_by_layer", "sentiment_selectivity_by_layer", "numeric_r2_by_layer"):
         assert pio.from_json((tmp_path / "run" / "figures" / f"{name}.json").read_text()).data

@@ -20,7 +20,7 @@ from replab.probes.logistic import LogisticProbe, fit_logistic
 from replab.probes.mdl import VOITA_FRACTIONS, online_codelength
 from replab.probes.meandiff import MeanDiffProbe
 from replab.probes.ridge import RidgeProbe
-from replab.probes.sweep import PROBES, SweepResult, make_probe, sweep
+from replab.probes.sweep import PROBES, SweepResult, make_probe, sweep, top_row
 
 load = load_probe
 
@@ -34,6 +34,7 @@ __all__ = [
     "probe_types",
     "fit_logistic",
     "sweep",
+    "top_row",
     "probe_store",
     "SweepResult",
     "control_labels",

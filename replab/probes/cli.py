@@ -34,6 +34,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--mdl", action="store_true", help="also report MDL (online code) codelength and compression")
     p.add_argument("--causal", action="store_true",
                    help="ablate the best hook's direction in the store's model vs random directions")
+    p.add_argument("--causal-probe", default=None,
+                   help="causal: probe type whose direction is ablated (default: the best probe), e.g. meandiff")
     p.add_argument("--answers", default=None, help='causal: two comma-separated answers, e.g. " great, terrible"')
     p.add_argument("--n-random", type=int, default=3, help="causal: random control directions")
     p.add_argument("--seed", type=int, default=0)
@@ -52,7 +54,8 @@ def run_cli(args: argparse.Namespace) -> None:
     run = probe_store(
         store, out, probes=probes, target=args.target, hooks=None if args.hooks is None else args.hooks.split(","),
         cv=args.cv, groups=args.groups, control=not args.no_control, shuffled=not args.no_shuffled,
-        control_by=args.control_by, mdl=args.mdl, causal=args.causal, answer_tokens=answers,
+        control_by=args.control_by, mdl=args.mdl, causal=args.causal, causal_probe=args.causal_probe,
+        answer_tokens=answers,
         n_random=args.n_random, seed=args.seed, device=args.device,
     )
     m = run.info["metrics"]
@@ -101,13 +104,16 @@ def store_model(store):
 
 def probe_store(store, out, *, probes=("logistic",), target=None, hooks=None, cv: int = 5, groups=None,
                 control: bool = True, shuffled: bool = True, control_by=None, mdl: bool = False,
-                causal: bool = False, answer_tokens=None, n_random: int = 3, seed: int = 0, device=None,
-                model=None, prompts=None):
+                causal: bool = False, causal_probe: str | None = None, answer_tokens=None, n_random: int = 3,
+                seed: int = 0, device=None, model=None, prompts=None):
     """Sweep probes over a store and write the run directory described in this module's docstring.
 
     ``target`` defaults to ``"target"`` for ridge and ``"label"`` otherwise. With ``causal``,
     ``model`` (default: the store's model, weights checked) and ``prompts`` (default: the
-    store's prompts) are used to ablate the best hook's direction vs ``n_random`` random ones.
+    store's prompts) are used to ablate the best hook's direction vs ``n_random`` random ones;
+    ``causal_probe`` (e.g. ``"meandiff"``, whose directions Marks & Tegmark find more causal)
+    picks the probe type whose direction is ablated, at that type's best hook. Ties in the
+    metric (several layers at accuracy 1.0) are broken by selectivity, then depth order.
 
     Returns:
         The finished ``replab.runs.Run``.
@@ -116,7 +122,7 @@ def probe_store(store, out, *, probes=("logistic",), target=None, hooks=None, cv
 
     from replab.probes.causal import causal_check
     from replab.probes.io import probe_files
-    from replab.probes.sweep import make_probe, sweep
+    from replab.probes.sweep import make_probe, sweep, top_row
     from replab.runs import Run
 
     probe_objs = [make_probe(p) for p in probes]
@@ -148,7 +154,7 @@ def probe_store(store, out, *, probes=("logistic",), target=None, hooks=None, cv
         files.append(f"{rel}.json")
     best["file"] = files
     run.write_table("best", best)
-    top = best.loc[best["mean"].idxmax()]
+    top = top_row(best)
     selectivity = top.get("selectivity")
     metrics: dict[str, Any] = {"metric": top["metric"], "best_hook": top["hook"], "best_probe": top["probe"],
                                "best_mean": float(top["mean"]),
@@ -156,10 +162,17 @@ def probe_store(store, out, *, probes=("logistic",), target=None, hooks=None, cv
     if causal:
         if prompts is None:
             prompts = store_prompts(store)
+        chosen, probe = top, res.probes[top["hook"]]
+        if causal_probe is not None and make_probe(causal_probe).name != top["probe"]:
+            kind = make_probe(causal_probe).name
+            if kind not in set(res.table["probe"]):
+                raise DataError(f"causal_probe {causal_probe!r} was not swept; add it to probes={list(probes)}.")
+            chosen = top_row(res.table, probe=kind)
+            probe = make_probe(causal_probe).fit_store(store, chosen["hook"], target=target)
         with run.timer("causal"):
-            result = causal_check(model, prompts, res.probes[top["hook"]], mode="ablate", n_random=n_random, seed=seed,
+            result = causal_check(model, prompts, probe, mode="ablate", n_random=n_random, seed=seed,
                                   answer_tokens=answer_tokens)
-        result["probe"] = {"hook": top["hook"], "probe": top["probe"], "file": top["file"]}
+        result["probe"] = {"hook": chosen["hook"], "probe": chosen["probe"], "file": chosen.get("file")}
         run.write_json("causal.json", result)
         d, r = result["direction"]["delta"], result["random_mean_delta"]
         metrics.update({f"causal_{k}": v for k, v in d.items() if isinstance(v, float)})

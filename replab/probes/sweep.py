@@ -37,6 +37,18 @@ PROBES = {
 }
 
 
+def top_row(table: pd.DataFrame, probe: str | None = None) -> pd.Series:
+    """The best task row of a sweep table (optionally of one probe type): highest mean, ties
+    (several layers at accuracy 1.0) broken by higher selectivity, then by the earlier hook."""
+    rows = table[table["task"] == "task"] if "task" in table else table
+    if probe is not None:
+        rows = rows[rows["probe"] == probe]
+    if rows.empty:
+        raise DataError(f"No task rows{'' if probe is None else f' for probe {probe!r}'} in the sweep table.")
+    sel = rows["selectivity"].fillna(-1.0) if "selectivity" in rows else 0.0
+    return rows.assign(_sel=sel).sort_values(["mean", "_sel"], ascending=False, kind="stable").iloc[0]
+
+
 def make_probe(spec: str | Probe) -> Probe:
     """A probe from a name in ``PROBES`` or a configured (unfitted) probe instance."""
     if isinstance(spec, Probe):
