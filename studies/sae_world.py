@@ -29,7 +29,7 @@ def sae_table(root: Path, architectures) -> pd.DataFrame:
     for arch in architectures:
         run = Run.open(root / f"sae-{arch}")
         rows.append({"architecture": arch, **{c: run.info["metrics"].get(c) for c in COLUMNS},
-                     "train_seconds": run.info["timings"].get("train")})
+                     "train_tokens_per_s": run.info["metrics"].get("tokens_per_s")})
     return pd.DataFrame(rows)
 
 

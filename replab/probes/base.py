@@ -7,6 +7,7 @@ the ``hook``, ``position`` and ``model`` it was fitted on travel with it into th
 
 from __future__ import annotations
 
+import abc
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
@@ -114,7 +115,7 @@ def unit(v: np.ndarray) -> np.ndarray:
     return (v / norm).astype(np.float32)
 
 
-class Probe:
+class Probe(abc.ABC):
     """Base class: provenance (``hook``, ``position``, ``model``), checks, save/load.
 
     Subclasses set ``kind`` (registry name), ``task`` (``"classification"`` or
@@ -139,24 +140,36 @@ class Probe:
         self.d_: int | None = None
 
     # ---- what subclasses provide ---------------------------------------------------------
+    @abc.abstractmethod
     def params(self) -> dict[str, Any]:
         """Hyperparameters (constructor keyword arguments), JSON-able."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def fit(self, X, y, *, hook: str | None = None, position: str | None = None, model: str | None = None) -> "Probe":
-        raise NotImplementedError
+        """Fit on ``X`` ``[n, d]`` and ``y`` ``[n]``, recording where the activations came from."""
 
+    @abc.abstractmethod
     def predict(self, X) -> np.ndarray:
-        raise NotImplementedError
+        """Predicted labels (classifiers) or values (regressors) ``[n]``."""
 
     def score(self, X, y) -> float:
-        raise NotImplementedError
+        """``metric`` on ``(X, y)``: accuracy for classifiers, R^2 for regressors."""
+        pred = self.predict(X)
+        if self.task == "regression":
+            from replab.probes.ridge import r2
+
+            return r2(as_values(y, len(pred)), pred)
+        truth = np.asarray(y.detach().cpu().numpy() if isinstance(y, torch.Tensor) else y)
+        if truth.shape != pred.shape:
+            raise DataError(f"y has {truth.shape[0] if truth.ndim else 0} entries for {pred.shape[0]} rows of X.")
+        return float(np.mean(pred == truth))
 
     @property
+    @abc.abstractmethod
     def direction(self) -> np.ndarray:
         """Unit vector ``[d]`` in the original (unstandardised) activation coordinates."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def cross_validate(self, X: torch.Tensor, targets: Mapping[str, np.ndarray], folds: Folds, *,
                        refit=None) -> dict[str, np.ndarray]:
         """Test-fold scores ``[n_folds]`` for each target on the same folds (hyperparameters of ``self``).
@@ -167,14 +180,14 @@ class Probe:
             folds: train/test index pairs shared by every target.
             refit: optional ``[n]`` labels to also fit ``self`` on all rows (sharing work with CV).
         """
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def _state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         """Fitted tensors and JSON-able fitted attributes (classes, alpha, ...)."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def _restore(self, tensors: Mapping[str, np.ndarray], fitted: Mapping[str, Any]) -> None:
-        raise NotImplementedError
+        """Inverse of ``_state`` (used by ``load``)."""
 
     # ---- shared --------------------------------------------------------------------------
     @property

@@ -238,14 +238,6 @@ class LogisticProbe(Probe):
         Z = self.decision_function(X)
         return self.classes_[(Z > 0).astype(int) if Z.ndim == 1 else Z.argmax(1)]
 
-    def score(self, X, y) -> float:
-        """Accuracy."""
-        pred = self.predict(X)
-        truth = np.asarray(y.detach().cpu().numpy() if isinstance(y, torch.Tensor) else y)
-        if truth.shape != pred.shape:
-            raise DataError(f"y has {truth.shape[0] if truth.ndim else 0} entries for {pred.shape[0]} rows of X.")
-        return float(np.mean(pred == truth))
-
     @property
     def directions(self) -> np.ndarray:
         """Unit weight vector per logit ``[K', d]`` (one row for binary)."""

@@ -107,14 +107,6 @@ class MeanDiffProbe(Probe):
         positive = self.decision_function(X) > 0
         return self.classes_[positive.astype(int)]
 
-    def score(self, X, y) -> float:
-        """Accuracy."""
-        pred = self.predict(X)
-        truth = np.asarray(y.detach().cpu().numpy() if isinstance(y, torch.Tensor) else y)
-        if truth.shape != pred.shape:
-            raise DataError(f"y has {truth.shape[0] if truth.ndim else 0} entries for {pred.shape[0]} rows of X.")
-        return float(np.mean(pred == truth))
-
     @property
     def direction(self) -> np.ndarray:
         """Unit ``w`` ``[d]``: ``theta`` normalised, or ``pinv(Sigma) theta`` normalised when iid."""

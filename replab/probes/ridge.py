@@ -90,11 +90,6 @@ class RidgeProbe(Probe):
         Xt = self._features(X).to(torch.float64)
         return (Xt @ torch.from_numpy(self.coef_).to(Xt.device)).cpu().numpy() + self.intercept_
 
-    def score(self, X, y) -> float:
-        """R^2."""
-        pred = self.predict(X)
-        return r2(as_values(y, len(pred)), pred)
-
     @property
     def direction(self) -> np.ndarray:
         """Unit weight vector ``[d]`` (increasing the target)."""

@@ -8,6 +8,7 @@ trainer stays architecture-agnostic.
 
 from __future__ import annotations
 
+import abc
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -123,7 +124,7 @@ class TrainOutput:
     terms: dict[str, torch.Tensor]
 
 
-class SAE(nn.Module):
+class SAE(nn.Module, metaclass=abc.ABCMeta):
     """Base class: ``encode`` ``[..., d_in] -> [..., d_sae]``, ``decode`` back, ``forward`` both.
 
     Subclasses set ``architecture``, ``config_class`` and implement ``encode``; training
@@ -178,9 +179,9 @@ class SAE(nn.Module):
         x = self.check_input(x)
         return x - self.b_dec if self.cfg.apply_b_dec_to_input else x
 
+    @abc.abstractmethod
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """``[..., d_in]`` activations -> ``[..., d_sae]`` non-negative latent activations."""
-        raise NotImplementedError
 
     def decode(self, acts: torch.Tensor) -> torch.Tensor:
         """``[..., d_sae]`` -> ``[..., d_in]``: ``acts @ W_dec + b_dec``."""
@@ -301,9 +302,9 @@ class EncoderSAE(SAE):
         """``[..., d_sae]`` pre-activations."""
         return self.sae_in(x) @ self.W_enc + self.b_enc
 
+    @abc.abstractmethod
     def activation(self, pre: torch.Tensor) -> torch.Tensor:
         """Inference-time activation function applied to the pre-activations."""
-        raise NotImplementedError
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         return self.activation(self.pre_acts(x))

@@ -31,11 +31,15 @@ def train_store_sae(store, *, architecture: str, d_sae: int, out: str | os.PathL
         "store": str(store.path), "hook": source.hook, "arch": architecture, "d_sae": d_sae, "steps": steps,
         "tokens": tokens, "lr": lr, "batch_size": batch_size, "seed": seed, **dict(arch_config or {})}
     run = Run.create(out, "sae", config, model=model)
-    result = train(sae, store, hook=source.hook, batch_size=batch_size, steps=steps, tokens=tokens, lr=lr, out=run,
-                   resume=resume, seed=seed, normalize=normalize, checkpoint_every=checkpoint_every, device=device)
+    with run.timer("train"):
+        result = train(sae, store, hook=source.hook, batch_size=batch_size, steps=steps, tokens=tokens, lr=lr,
+                       out=run, resume=resume, seed=seed, normalize=normalize, checkpoint_every=checkpoint_every,
+                       device=device)
     can_score = "text" in store.metadata.columns or store.manifest.get("positions") == "all"
-    metrics = evaluate(result.sae, store, hook=source.hook, model=model if can_score else None,
-                       max_prompts=eval_prompts)
+    with run.timer("evaluate"):
+        metrics = evaluate(result.sae, store, hook=source.hook, model=model if can_score else None,
+                           max_prompts=eval_prompts)
     run.log_metrics(metrics)
-    analyze_features(result.sae, store, hook=source.hook, model=model, out=run, top_n=top_n)
+    with run.timer("features"):
+        analyze_features(result.sae, store, hook=source.hook, model=model, out=run, top_n=top_n)
     return run.finish()

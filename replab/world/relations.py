@@ -50,6 +50,14 @@ class Relation:
         return self.train_templates if split == "train" else self.heldout_templates
 
 
+# "A dog is a mammal" and "A mammal is an animal" are phrased alike: (training, held-out).
+CATEGORY_TEMPLATES = (
+    ("{A} {s} is {a} {o}.", "The {s} is a kind of {o}.", "Every {s} is {a} {o}.", "The {s} counts as {a} {o}.",
+     "We know that the {s} is {a} {o}."),
+    ("We know the {s} is {a} {o}.", "Every {s} counts as {a} {o}."),
+)
+
+
 def _facts(pairs, **fields_of) -> tuple[Fact, ...]:
     return tuple(Fact(s, o, tuple((k, f(s, o)) for k, f in fields_of.items())) for s, o in pairs)
 
@@ -196,25 +204,9 @@ def relations() -> dict[str, Relation]:
             "The month that is {n} {unit} {dir} {s} is {o}.",
             "If the month is {s}, the month {n} {unit} {dir} is {o}.",
         )),
-        Relation("category", "category", _facts(species, A=lambda s, o: _an(s).capitalize(), a=lambda s, o: _an(o)), (
-            "{A} {s} is {a} {o}.",
-            "The {s} is a kind of {o}.",
-            "Every {s} is {a} {o}.",
-            "The {s} counts as {a} {o}.",
-            "We know that the {s} is {a} {o}.",
-        ), (
-            "We know the {s} is {a} {o}.",
-            "Every {s} counts as {a} {o}.",
-        )),
-        Relation("supercategory", "category", _facts(classes, A=lambda s, o: _an(s).capitalize(), a=lambda s, o: _an(o)), (
-            "{A} {s} is {a} {o}.",
-            "The {s} is a kind of {o}.",
-            "Every {s} is {a} {o}.",
-            "The {s} counts as {a} {o}.",
-            "We know that the {s} is {a} {o}.",
-        ), (
-            "We know the {s} is {a} {o}.",
-            "Every {s} counts as {a} {o}.",
-        )),
+        Relation("category", "category", _facts(species, A=lambda s, o: _an(s).capitalize(), a=lambda s, o: _an(o)),
+                 *CATEGORY_TEMPLATES),
+        Relation("supercategory", "category", _facts(classes, A=lambda s, o: _an(s).capitalize(), a=lambda s, o: _an(o)),
+                 *CATEGORY_TEMPLATES),
     ]
     return {r.name: r for r in rels}
