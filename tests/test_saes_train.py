@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import time
 
 import numpy as np
 import pytest
@@ -22,12 +21,9 @@ def flat_data():
 
 def test_topk_recovers_planted_features(flat_data):
     sae = create("topk", 32, 64, k=3, seed=0)
-    t0 = time.perf_counter()
     result = train(sae, flat_data.x, batch_size=256, steps=1500, lr=1e-2, progress=False)
-    elapsed = time.perf_counter() - t0
     mmcs = synthetic.mean_max_cosine(flat_data.features, sae.W_dec)
     assert mmcs >= 0.9, f"mean max cosine {mmcs:.3f}"
-    assert elapsed < 20
     assert result.history[-1]["l0"] <= 3
     torch.testing.assert_close(sae.W_dec.norm(dim=-1), torch.ones(64))
 

@@ -98,6 +98,42 @@ def _columns(batch: Batch, item: torch.Tensor, pos: torch.Tensor, acts: dict[str
     return columns
 
 
+class _HostCopy:
+    """Device-to-host copies of one batch's activations, started without waiting.
+
+    On CUDA the rows (already cast to the store dtype) go into pinned host buffers with
+    ``non_blocking=True`` and an event marks their completion, so the copies overlap the next
+    batch's forward pass; ``get`` waits for that event only when the batch is written. On CPU
+    the tensors are used as they are.
+    """
+
+    def __init__(self, acts: dict[str, torch.Tensor], dtype: str):
+        self.event = None
+        self.acts = {}
+        for h, x in acts.items():
+            if x.is_cuda:
+                x = x.to(shards.torch_dtype(dtype))
+                host = torch.empty(x.shape, dtype=x.dtype, pin_memory=True)
+                host.copy_(x, non_blocking=True)
+                x = host
+            self.acts[h] = x
+        if any(x.is_pinned() for x in self.acts.values()):
+            self.event = torch.cuda.Event()
+            self.event.record()
+
+    def get(self) -> dict[str, torch.Tensor]:
+        if self.event is not None:
+            self.event.synchronize()
+        return self.acts
+
+
+def _write(writer: "shards.ShardWriter", batch: Batch, item: torch.Tensor, pos: torch.Tensor, staged: _HostCopy,
+           skip: int, dtype: str) -> None:
+    """Append one batch's rows (minus the ``skip`` already stored before a resume) to the store."""
+    columns = _columns(batch, item.cpu(), pos.cpu(), staged.get(), dtype)
+    writer.append({c: v[skip:] for c, v in columns.items()}, item=batch.start, n_items=len(batch), skip=skip)
+
+
 def _rows_per_shard(shard_mb: float, dims: dict[str, int], dtype: str) -> int:
     if not shard_mb > 0:
         raise StoreError(f"shard_mb must be positive, got {shard_mb}.")
@@ -186,15 +222,20 @@ def capture(
     t0 = time.perf_counter()
     bar = tqdm(total=src.expected_tokens(model), unit="tok", unit_scale=True, desc=f"capture {out.name}")
     with run.timer("capture"), recorder, torch.inference_mode(), bar:
+        pending = None  # the previous batch, written while the device computes the next one
         for batch in src.batches(model, cursor["item"], batch_size):
             skip = cursor["skip"] if batch.start == cursor["item"] else 0
             item, pos = spec.select(model, src, batch)
-            columns = _columns(batch, item, pos, recorder.run(batch.tokens.tokens, item, pos), dtype)
-            writer.append({c: v[skip:] for c, v in columns.items()}, item=batch.start, n_items=len(batch), skip=skip)
+            staged = _HostCopy(recorder.run(batch.tokens.tokens, item, pos), dtype)
+            if pending is not None:
+                _write(writer, *pending)
+            pending = (batch, item, pos, staged, skip, dtype)
             n_items = batch.start + len(batch)
             n_tokens = int(batch.tokens.lengths.sum())
             tokens_done += n_tokens
             bar.update(n_tokens)
+        if pending is not None:
+            _write(writer, *pending)
         if writer.manifest["n_rows"] + writer.pending_rows == 0:
             raise DataError("The capture selected no rows at all; check the source and the positions spec.")
         manifest = writer.finish(n_items)

@@ -58,6 +58,11 @@ def itemsize(dtype: str) -> int:
     return _STORAGE[check_dtype(dtype)].itemsize
 
 
+def torch_dtype(dtype: str) -> torch.dtype:
+    """The torch dtype activations are rounded to for a store dtype name."""
+    return _TORCH[dtype]
+
+
 def encode(x: torch.Tensor, dtype: str) -> np.ndarray:
     """Round ``x`` [rows, d] to the store dtype and return its bytes' numpy view (bf16 as uint16 bits)."""
     t = x.detach().to(_TORCH[dtype]).cpu().contiguous()
