@@ -16,10 +16,10 @@ SAELens runs twice per round: with its default ``rescale_acts_by_decoder_norm=Tr
 its TopK training uses unless told otherwise) and with it off (closest to replab's unit-norm
 decoder, which replab keeps by projecting the decoder gradient and renormalising after Adam).
 Rounds alternate replab, SAELens, SAELens rescale-off, replab, ...; round 0 of each is a
-discarded warm-up.
-A round's time covers building the trainer (replab: ``train``'s setup; SAELens: ``SAETrainer``)
-and every step; "loop" excludes that setup. CPU time (``time.process_time``) is reported next
-to wall time because the machine is shared. Medians over ``--rounds``.
+discarded warm-up. A round's time covers building the trainer (replab: ``train``'s setup;
+SAELens: ``SAETrainer``) and every step; "steps only" excludes that setup. CPU time
+(``time.process_time``) is reported next to wall time because the machine is shared. Medians
+over ``--rounds``.
 """
 
 from __future__ import annotations
@@ -30,7 +30,6 @@ import os
 import platform
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
