@@ -53,7 +53,7 @@ def test_probe_world_writes_runs_and_docs_section(tiny_model, tmp_path):
 
     config = study.StudyConfig(out=str(tmp_path / "run"), cv=3, n_random=1, docs=str(docs))
     with pytest.warns(UserWarning, match="word types"):  # the tiny sentiment set has 2 adjectives
-        run = study.probe_world(config, model=tiny_model, prompt_sets=sets, capture=capture)
+        study.probe_world(config, model=tiny_model, prompt_sets=sets, capture=capture)
     assert captured == [("tiny:sentiment", "last")] + [
         (f"tiny:numeric{i}", pos) for i in range(3) for pos in ("subject_last", "last")]
     back = Run.open(tmp_path / "run")

@@ -165,9 +165,11 @@ class Probe(abc.ABC):
         return float(np.mean(pred == truth))
 
     @property
-    @abc.abstractmethod
     def direction(self) -> np.ndarray:
-        """Unit vector ``[d]`` in the original (unstandardised) activation coordinates."""
+        """Unit vector ``[d]`` in the original (unstandardised) activation coordinates: the
+        normalised weight vector ``coef_`` (classifiers with several weight rows override it)."""
+        self._check_fitted()
+        return unit(self.coef_)
 
     @abc.abstractmethod
     def cross_validate(self, X: torch.Tensor, targets: Mapping[str, np.ndarray], folds: Folds, *,

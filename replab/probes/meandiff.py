@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from replab.errors import DataError
-from replab.probes.base import Folds, Probe, as_features, encode_labels, unit
+from replab.probes.base import Folds, Probe, as_features, encode_labels
 from replab.probes.folds import center, fold_grams
 
 
@@ -47,8 +47,9 @@ def mass_mean(sum_pos: torch.Tensor, n_pos: int, sum_neg: torch.Tensor, n_neg: i
 class MeanDiffProbe(Probe):
     """Binary classifier along the difference of class means.
 
-    ``decision(x) = w . x - threshold``; positive means ``classes_[1]``. ``mean_diff_`` keeps
-    ``theta`` itself (Marks & Tegmark intervene with ``theta``, also for the iid probe).
+    ``decision(x) = w . x - threshold``; positive means ``classes_[1]``. ``direction`` is ``w``
+    normalised (``theta``, or ``pinv(Sigma) theta`` when iid); ``mean_diff_`` keeps ``theta`` itself
+    (Marks & Tegmark intervene with ``theta``, also for the iid probe).
 
     Args:
         iid: use ``pinv(Sigma) @ theta`` (Sigma: pooled within-class covariance).
@@ -106,12 +107,6 @@ class MeanDiffProbe(Probe):
     def predict(self, X) -> np.ndarray:
         positive = self.decision_function(X) > 0
         return self.classes_[positive.astype(int)]
-
-    @property
-    def direction(self) -> np.ndarray:
-        """Unit ``w`` ``[d]``: ``theta`` normalised, or ``pinv(Sigma) theta`` normalised when iid."""
-        self._check_fitted()
-        return unit(self.coef_)
 
     def cross_validate(self, X: torch.Tensor, targets: Mapping[str, np.ndarray], folds: Folds, *,
                        refit=None) -> dict[str, np.ndarray]:

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from replab.errors import DataError
-from replab.probes.base import Folds, Probe, as_features, as_values, unit
+from replab.probes.base import Folds, Probe, as_features, as_values
 from replab.probes.folds import center, fold_grams
 
 
@@ -89,12 +89,6 @@ class RidgeProbe(Probe):
     def predict(self, X) -> np.ndarray:
         Xt = self._features(X).to(torch.float64)
         return (Xt @ torch.from_numpy(self.coef_).to(Xt.device)).cpu().numpy() + self.intercept_
-
-    @property
-    def direction(self) -> np.ndarray:
-        """Unit weight vector ``[d]`` (increasing the target)."""
-        self._check_fitted()
-        return unit(self.coef_)
 
     def cross_validate(self, X: torch.Tensor, targets: Mapping[str, np.ndarray], folds: Folds, *,
                        refit=None) -> dict[str, np.ndarray]:

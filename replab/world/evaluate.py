@@ -10,12 +10,16 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from tqdm.auto import tqdm
 
 from replab.models.tokens import tokenize
 from replab.world.relations import relations
+
+if TYPE_CHECKING:
+    from replab.runs import Run
 
 CARD_DIR = Path(__file__).resolve().parent / "card"
 CANONICAL = (
