@@ -61,8 +61,6 @@ def load_model(name_or_path: str | os.PathLike, *, device: str | None = None, dt
     target = str(source) if is_local else name
     try:
         model = TransformerBridge.boot_transformers(target, device=device or "cpu", dtype=_resolve_dtype(dtype))
-    except ModelLoadError:
-        raise
     except Exception as exc:  # transformers/hub raise many types; summarise them in one message
         offline = os.environ.get("HF_HUB_OFFLINE") == "1" or os.environ.get("TRANSFORMERS_OFFLINE") == "1"
         if is_local:
