@@ -1,12 +1,14 @@
 """TopK SAE training-step throughput: ``replab.saes.train`` against SAELens's ``SAETrainer``.
 
     OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 python benchmarks/bench_sae_saelens.py \
-        [--d-in 256] [--d-sae 2048] [--k 32] [--batch 1024] [--steps 30] [--rounds 4] \
+        [--data world|synthetic] [--d-in 256] [--d-sae 2048] [--k 32] [--batch 1024] [--steps 30] [--rounds 4] \
         [--saelens-python /tmp/saelens-venv/bin/python]
 
-Both sides train a fresh TopK SAE on the same in-memory activations (written once to a
-safetensors file in a temporary directory; Gaussian with a rank-64 structure plus noise) with
-the same settings: float32, CPU, one torch thread, Adam lr 2e-4 constant (replab's warm-up and
+Both sides train a fresh TopK SAE on the same in-memory activations, written once to a
+safetensors file in a temporary directory: ``--data world`` (default) captures the shipped
+world model's ``blocks.1.hook_resid_post`` (d_in 256) over its training corpus with
+``replab.capture``; ``--data synthetic`` draws Gaussian rows with a rank-64 structure plus
+noise at ``--d-in``. Same settings on both sides: float32, CPU, one torch thread, Adam lr 2e-4 constant (replab's warm-up and
 decay switched off), betas (0.9, 0.999), gradient clipping at 1.0, no input normalisation,
 ``--steps`` steps of ``--batch`` rows. replab runs ``replab.saes.train`` in this process;
 SAELens runs ``benchmarks/_saelens_topk_step.py`` in its own virtual environment (it pins
@@ -61,13 +63,28 @@ def replab_round(x: torch.Tensor, args: argparse.Namespace, seed: int) -> dict[s
             "loop_wall_s": result.metrics["train_seconds"], "final_mse": result.history[-1]["mse"]}
 
 
+def world_activations(n: int, tmp: Path) -> torch.Tensor:
+    """``[n, 256]`` residual-stream rows of the world model (layer 1) over its training corpus."""
+    import replab
+
+    model = replab.load_model("world")
+    store = replab.capture(model, "world:corpus", "blocks.1.hook_resid_post", out=tmp / "world-acts",
+                           max_tokens=n, context=64, batch_size=64)
+    x = torch.as_tensor(store["blocks.1.hook_resid_post"][:n]).float()
+    if x.shape[0] < n:
+        raise SystemExit(f"The world corpus gave {x.shape[0]} rows, fewer than steps x batch = {n}: lower "
+                         "--steps or --batch, or use --data synthetic.")
+    return x
+
+
 def _rates(rounds: list[dict[str, float]], key: str) -> list[float]:
     return [r["tokens"] / r[key] for r in rounds]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--d-in", type=int, default=256)
+    parser.add_argument("--data", choices=("world", "synthetic"), default="world")
+    parser.add_argument("--d-in", type=int, default=256, help="synthetic data only (the world model's is 256)")
     parser.add_argument("--d-sae", type=int, default=2048)
     parser.add_argument("--k", type=int, default=32)
     parser.add_argument("--batch", type=int, default=1024)
@@ -78,10 +95,11 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
 
-    x = activations(args.steps * args.batch, args.d_in)
     sides = ("replab", "saelens", "saelens_norescale")
     results: dict[str, list[dict[str, float]]] = {side: [] for side in sides}
     with tempfile.TemporaryDirectory() as tmp:
+        n = args.steps * args.batch
+        x = world_activations(n, Path(tmp)) if args.data == "world" else activations(n, args.d_in)
         path = Path(tmp) / "acts.safetensors"
         save_file({"x": x.contiguous()}, str(path))
         workers = {side: _worker(args, path, rescale) for side, rescale in (("saelens", "on"),
@@ -111,7 +129,7 @@ def main() -> None:
           f"python {platform.python_version()}, torch {torch.__version__} (replab) / {header['torch']} (SAELens), "
           f"replab {getattr(replab, '__version__', '?')}, sae_lens {header['sae_lens']}, threads "
           f"{torch.get_num_threads()} / {header['threads']}")
-    print(f"TopK d_in={args.d_in} d_sae={args.d_sae} k={args.k} batch={args.batch} steps={args.steps} lr={args.lr}, "
+    print(f"TopK on {args.data} activations, d_in={x.shape[1]} d_sae={args.d_sae} k={args.k} batch={args.batch} steps={args.steps} lr={args.lr}, "
           f"median of {args.rounds} interleaved rounds (tokens/s):\n")
     print("| measure | replab | SAELens (default) | replab / SAELens | SAELens (rescale off) | replab / it |")
     print("|---|---|---|---|---|---|")

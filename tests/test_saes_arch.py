@@ -84,7 +84,7 @@ def test_matching_pursuit_gradients_touch_only_selected_atoms():
     x = torch.randn(3, 8, generator=torch.Generator().manual_seed(0))
     out = sae.training_loss(x, TrainContext(step=0, total_steps=1))
     out.loss.backward()
-    selected = (out.acts > 0).any(0)
+    selected = out.fired
     grad_rows = sae.W_dec.grad.abs().sum(-1) > 0
     assert torch.equal(grad_rows, selected)
     assert 1 <= int(selected.sum()) <= 6
@@ -104,6 +104,14 @@ def test_topk_keeps_the_k_largest_preactivations():
         torch.testing.assert_close(sae.encode(x), expected)
 
 
+def _batchtopk_acts(sae, x):
+    """Training-time BatchTopK activations as a dense matrix, and the pre-activations."""
+    with torch.no_grad():
+        pre = sae.pre_acts(x)
+        sel = sae.select(pre)
+        return sel.dense(pre[sel.rows, sel.cols].relu()), pre
+
+
 def test_batchtopk_selects_k_per_token_over_the_batch_and_tracks_threshold():
     sae = create("batchtopk", 8, 32, k=3, threshold_ema=0.01)
     _randomise(sae)
@@ -111,9 +119,9 @@ def test_batchtopk_selects_k_per_token_over_the_batch_and_tracks_threshold():
         sae.b_enc.fill_(2.0)  # every pre-activation positive, so exactly k * batch are kept
         sae.threshold.zero_()
     x = torch.randn(20, 8)
-    acts, pre = sae.train_encode(x)
+    acts, pre = _batchtopk_acts(sae, x)
     assert int((acts > 0).sum()) == 3 * 20
-    kept = pre.detach().relu().flatten().topk(60).values
+    kept = pre.relu().flatten().topk(60).values
     torch.testing.assert_close(acts[acts > 0].sort().values, kept.sort().values)
     assert float(sae.threshold) == pytest.approx(0.01 * float(kept.min()), rel=1e-6)
     with torch.no_grad():
@@ -128,9 +136,57 @@ def test_batchtopk_lets_one_token_use_more_than_k_latents():
         sae.b_enc.zero_()
     x = torch.full((20, 4), 0.25)
     x[0] = 2.5  # row 0's pre-activations dominate the whole batch
-    acts, _ = sae.train_encode(x)
+    acts, _ = _batchtopk_acts(sae, x)
     assert int((acts[0] > 0).sum()) == 32
     assert int((acts > 0).sum()) == 60
+
+
+def _dense_topk_loss(sae, x, acts, dead):
+    """The textbook dense loss: MSE of ``acts @ W_dec + b_dec`` plus AuxK over the dead latents."""
+    x_hat = acts @ sae.W_dec + sae.b_dec
+    loss = (x_hat - x).pow(2).sum(-1).mean()
+    n_dead = int(dead.sum())
+    if n_dead:
+        pre = sae.pre_acts(x)
+        aux_k = sae.cfg.aux_k or sae.d_in // 2
+        masked = torch.where(dead[None, :], pre, torch.full_like(pre, -torch.inf))
+        top = masked.topk(min(aux_k, n_dead), dim=-1)
+        aux_acts = torch.zeros_like(pre).scatter(-1, top.indices, top.values.relu())
+        aux = (aux_acts @ sae.W_dec - (x - x_hat).detach()).pow(2).sum(-1).mean()
+        loss = loss + sae.cfg.aux_coefficient * min(n_dead / aux_k, 1.0) * aux
+    return loss
+
+
+@pytest.mark.parametrize("arch", ["topk", "batchtopk"])
+@pytest.mark.parametrize("n_dead", [0, 5, 40])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_sparse_training_loss_equals_the_dense_loss_and_gradients(arch, n_dead, dtype):
+    sae = create(arch, 12, 48, k=4, aux_k=6).to(dtype)
+    _randomise(sae, seed=7)
+    x = torch.randn(30, 12, generator=torch.Generator().manual_seed(3)).to(dtype)
+    dead = torch.zeros(48, dtype=torch.bool)
+    dead[torch.randperm(48, generator=torch.Generator().manual_seed(5))[:n_dead]] = True
+    ctx = TrainContext(step=0, total_steps=1, dead_mask=dead)
+    if arch == "topk":
+        acts = sae.encode(x)
+    else:
+        threshold = sae.threshold.clone()
+        acts = _batchtopk_acts(sae, x)[0]
+        sae.threshold.copy_(threshold)
+        acts = torch.where(acts > 0, sae.pre_acts(x), 0.0)  # same values, with gradients
+    expected = _dense_topk_loss(sae, x, acts, dead)
+    expected_grads = torch.autograd.grad(expected, list(sae.parameters()))
+    out = sae.training_loss(x, ctx)
+    grads = torch.autograd.grad(out.loss, list(sae.parameters()))
+    tol = {"atol": 1e-5, "rtol": 1e-5} if dtype == torch.float32 else {"atol": 0.05, "rtol": 0.02}
+    torch.testing.assert_close(out.loss, expected, **tol)
+    assert set(out.terms) == ({"mse", "auxk"} if n_dead else {"mse"})
+    for (name, _), got, want in zip(sae.named_parameters(), grads, expected_grads):
+        torch.testing.assert_close(got, want, **tol, msg=lambda m, name=name: f"{name}: {m}")
+    active = acts.detach() > 0
+    assert torch.equal(out.fired, active.any(0))
+    assert float(out.l0) == pytest.approx(float(active.sum(-1).float().mean()))
+    assert out.x_hat.dtype == dtype
 
 
 def test_jumprelu_straight_through_gradients_match_the_kernel_formula():

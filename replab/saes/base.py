@@ -114,14 +114,16 @@ class TrainOutput:
     Attributes:
         loss: scalar to backpropagate (sum of ``terms``).
         x_hat: ``[batch, d_in]`` reconstruction.
-        acts: ``[batch, d_sae]`` latent activations.
         terms: named loss parts (detached), e.g. ``{"mse": ..., "l1": ...}``.
+        l0: mean number of active latents per row (scalar tensor).
+        fired: ``[d_sae]`` bool, latents active in some row of the batch (dead-latent tracking).
     """
 
     loss: torch.Tensor
     x_hat: torch.Tensor
-    acts: torch.Tensor
     terms: dict[str, torch.Tensor]
+    l0: torch.Tensor
+    fired: torch.Tensor
 
 
 class SAE(nn.Module, metaclass=abc.ABCMeta):
@@ -208,8 +210,10 @@ class SAE(nn.Module, metaclass=abc.ABCMeta):
         x_hat = self.decode(acts)
         terms = {"mse": (x_hat - x).pow(2).sum(-1).mean()}
         terms.update(self.aux_losses(x, x_hat, acts, pre, ctx))
-        loss = torch.stack(list(terms.values())).sum()
-        return TrainOutput(loss=loss, x_hat=x_hat, acts=acts, terms={k: v.detach() for k, v in terms.items()})
+        active = acts.detach() > 0
+        return TrainOutput(loss=torch.stack(list(terms.values())).sum(), x_hat=x_hat,
+                           terms={k: v.detach() for k, v in terms.items()},
+                           l0=active.sum(-1).float().mean(), fired=active.any(0))
 
     @torch.no_grad()
     def constrain_gradients(self) -> None:

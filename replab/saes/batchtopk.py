@@ -16,6 +16,7 @@ import torch
 from replab.errors import DataError
 from replab.saes.base import SAEConfig
 from replab.saes.registry import register
+from replab.saes.sparse import Selection
 from replab.saes.topk import TopKConfig, TopKSAE
 
 
@@ -51,14 +52,12 @@ class BatchTopKSAE(TopKSAE):
     def activation(self, pre: torch.Tensor) -> torch.Tensor:
         return pre.relu() * (pre > self.threshold.to(pre.dtype))
 
-    def train_encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        pre = self.pre_acts(x)
+    def select(self, pre: torch.Tensor) -> Selection:
+        """The ``k * batch`` largest ReLU'd pre-activations of the batch; updates the threshold EMA."""
         flat = pre.relu().flatten()
-        n_keep = min(flat.numel(), round(self.cfg.k * pre.shape[0]))
-        values, indices = flat.topk(n_keep, sorted=False)
-        acts = torch.zeros_like(flat).scatter(0, indices, values).reshape(pre.shape)
+        values, indices = flat.topk(min(flat.numel(), round(self.cfg.k * pre.shape[0])), sorted=False)
         self._update_threshold(values)
-        return acts, pre
+        return Selection.from_flat(indices, tuple(pre.shape))
 
     @torch.no_grad()
     def _update_threshold(self, kept: torch.Tensor) -> None:

@@ -277,7 +277,7 @@ def train(
     _with_metadata(sae, source)
     total = cfg.total_steps(source.n)
     base_lr = cfg.learning_rate(sae.d_sae)
-    opt = torch.optim.Adam(sae.parameters(), lr=base_lr, betas=cfg.betas)
+    opt = torch.optim.Adam(sae.parameters(), lr=base_lr, betas=cfg.betas, fused=True)
 
     owns_run = out is not None and not isinstance(out, Run)
     config = {"architecture": sae.architecture, "sae": sae.cfg.to_dict(), "train": dataclasses.asdict(cfg),
@@ -311,9 +311,8 @@ def train(
         ctx = TrainContext(step=step, total_steps=total, dead_mask=tokens_since_fired >= cfg.dead_after_tokens)
         output = _optimiser_step(sae, opt, x, ctx, cfg.grad_clip)
         with torch.no_grad():
-            fired = (output.acts > 0).any(0)
             tokens_since_fired += x.shape[0]
-            tokens_since_fired[fired] = 0
+            tokens_since_fired[output.fired] = 0
         step, seen = step + 1, seen + x.shape[0]
         bar.update(x.shape[0])
         if step % cfg.log_every == 0 or step == total:
@@ -370,7 +369,7 @@ def _log_entry(step, seen, output, x, opt, tokens_since_fired, cfg: TrainConfig,
         "tokens": seen,
         "loss": float(sum(output.terms.values())),
         **{k: float(v) for k, v in output.terms.items()},
-        "l0": float((output.acts > 0).sum(-1).float().mean()),
+        "l0": float(output.l0),
         "fvu_batch": float(err / var),
         "dead_fraction": float((tokens_since_fired >= min(cfg.dead_after_tokens, seen)).float().mean()),
         "lr": opt.param_groups[0]["lr"],
