@@ -74,6 +74,9 @@ def main() -> None:
     p.add_argument("--layers", type=int, default=12)
     p.add_argument("--cv", type=int, default=5)
     p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--device", default="cpu", help="where sweep fits ('cuda': the GPU target; own docs section)")
+    p.add_argument("--layers-per-batch", type=int, default=None,
+                   help="hooks fitted in one batch (default: sweep's, 1 on CPU, all that fit on a GPU)")
     p.add_argument("--docs", default=str(Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"))
     args = p.parse_args()
 
@@ -83,14 +86,19 @@ def main() -> None:
     from replab.probes import sweep
 
     arrays, y, subjects = make_data(args.n, args.d, args.layers)
+    on = {"device": args.device, "layers_per_batch": args.layers_per_batch}
+    gpu = args.device != "cpu"
+    where = (f"{torch.cuda.get_device_name(torch.device(args.device))} for `sweep` (scikit-learn on the CPU)"
+             if gpu else "CPU")
     peer_t, task_t, full_t, diffs = [], [], [], []
     for r in range(args.repeats):
         t, peer = timed(lambda: peer_loop(arrays, y, args.cv, seed=r))
         peer_t.append(t)
         t, res = timed(lambda: sweep(arrays, target=y, cv=args.cv, seed=r, control=False, shuffled=False,
-                                     progress=False))
+                                     progress=False, **on))
         task_t.append(t)
-        t, full = timed(lambda: sweep(arrays, target=y, cv=args.cv, seed=r, control_by=subjects, progress=False))
+        t, full = timed(lambda: sweep(arrays, target=y, cv=args.cv, seed=r, control_by=subjects, progress=False,
+                                      **on))
         full_t.append(t)
         ours = res.table.set_index("hook")["mean"]
         diffs.append(diff := max(abs(ours[h] - peer[h]) for h in arrays))
@@ -100,8 +108,8 @@ def main() -> None:
     acc = full.table[full.table.task == "task"].set_index("layer")["mean"]
     ctrl = full.table[full.table.task == "control"].set_index("layer")["mean"]
     text = (
-        "## Probes: `replab.probes.sweep` vs a per-layer scikit-learn CV loop\n\n"
-        f"`python benchmarks/bench_probes.py --n {args.n} --repeats {args.repeats}` on "
+        f"## Probes: `replab.probes.sweep` vs a per-layer scikit-learn CV loop ({where})\n\n"
+        f"`python benchmarks/bench_probes.py --n {args.n} --repeats {args.repeats} --device {args.device}` on "
         f"{platform.processor() or platform.machine()} "
         f"({os.cpu_count()} cores, OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}, "
         f"torch threads {torch.get_num_threads()}); Python {platform.python_version()}, torch {torch.__version__}, "
@@ -125,7 +133,7 @@ def main() -> None:
         "state per problem) whose every function evaluation is a single `[n, d] @ [d, P]` product, and "
         "standardisation is folded into the weights instead of copying each training fold.\n"
     )
-    update_marked_section(Path(args.docs), "bench_probes", text)
+    update_marked_section(Path(args.docs), "bench_probes_gpu" if gpu else "bench_probes", text)
     print(text)
 
 

@@ -45,6 +45,25 @@ def test_logistic_sweep_matches_sklearn_cross_val_score():
     assert task["mean"].iloc[-1] > 0.9  # planted signal
 
 
+@pytest.mark.parametrize("probes", [["logistic", "meandiff"], ["logistic"]])
+def test_sweep_batched_across_layers_equals_one_layer_at_a_time(probes):
+    store = planted_store(n_layers=4)
+    wide = np.random.default_rng(1).normal(size=(len(store), 30)).astype(np.float32)  # another width: own batch
+    arrays = {**{h: store[h] for h in store.hooks}, "blocks.9.hook_mlp_out": wide}
+    stacked = FakeStore(arrays, store.metadata, store.manifest)
+    one = sweep(stacked, probes=probes, cv=4, seed=1, progress=False, layers_per_batch=1)
+    batched = sweep(stacked, probes=probes, cv=4, seed=1, progress=False, layers_per_batch=3)
+    cols = ["hook", "probe", "task", "mean", "std"]
+    pd.testing.assert_frame_equal(one.table[cols], batched.table[cols], atol=1e-9, rtol=0)
+    for hook in stacked.hooks:
+        a, b = one.probes[hook], batched.probes[hook]
+        assert type(a) is type(b) and b.hook == hook and b.d_ == arrays[hook].shape[1]
+        np.testing.assert_allclose(b.coef_, a.coef_, rtol=1e-3, atol=1e-4)
+        np.testing.assert_array_equal(b.predict(arrays[hook]), a.predict(arrays[hook]))
+    with pytest.raises(DataError, match="layers_per_batch must be >= 1"):
+        sweep(stacked, probes=probes, progress=False, layers_per_batch=0)
+
+
 def test_ridge_and_meandiff_sweeps_match_per_fold_references():
     store = planted_store(n=300)
     res = sweep(store, probes=["ridge"], target="target", cv=5, progress=False)

@@ -183,6 +183,20 @@ class Probe(abc.ABC):
             refit: optional ``[n]`` labels to also fit ``self`` on all rows (sharing work with CV).
         """
 
+    def cross_validate_stack(self, Xs: torch.Tensor, targets: Mapping[str, np.ndarray], folds: Folds, *,
+                             refit=None) -> list[tuple[dict[str, np.ndarray], "Probe"]]:
+        """``cross_validate`` on each feature set of a stack ``[L, n, d]`` (e.g. layers).
+
+        Returns one ``(scores, probe)`` per feature set, the probe a clone of ``self`` (fitted on
+        all rows when ``refit`` is given). Probes that can batch the feature sets (logistic)
+        override this; the default runs them one at a time.
+        """
+        out = []
+        for X in Xs:
+            probe = self.clone()
+            out.append((probe.cross_validate(X, targets, folds, refit=refit), probe))
+        return out
+
     @abc.abstractmethod
     def _state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         """Fitted tensors and JSON-able fitted attributes (classes, alpha, ...)."""

@@ -40,6 +40,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--n-random", type=int, default=3, help="causal: random control directions")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default=None, help="e.g. cuda: run the probes' matrix products there")
+    p.add_argument("--layers-per-batch", type=int, default=None,
+                   help="hooks whose logistic probes are fitted together (default 1 on CPU, all that fit on a GPU)")
     p.add_argument("--out", default=None, help="run directory (default: <store>/../probes)")
     p.set_defaults(func=run_cli)
 
@@ -56,7 +58,7 @@ def run_cli(args: argparse.Namespace) -> None:
         cv=args.cv, groups=args.groups, control=not args.no_control, shuffled=not args.no_shuffled,
         control_by=args.control_by, mdl=args.mdl, causal=args.causal, causal_probe=args.causal_probe,
         answer_tokens=answers,
-        n_random=args.n_random, seed=args.seed, device=args.device,
+        n_random=args.n_random, seed=args.seed, device=args.device, layers_per_batch=args.layers_per_batch,
     )
     m = run.info["metrics"]
     sel = f", selectivity {m['best_selectivity']:.3f}" if m.get("best_selectivity") is not None else ""
@@ -105,7 +107,7 @@ def store_model(store):
 def probe_store(store, out, *, probes=("logistic",), target=None, hooks=None, cv: int = 5, groups=None,
                 control: bool = True, shuffled: bool = True, control_by=None, mdl: bool = False,
                 causal: bool = False, causal_probe: str | None = None, answer_tokens=None, n_random: int = 3,
-                seed: int = 0, device=None, model=None, prompts=None):
+                seed: int = 0, device=None, layers_per_batch: int | None = None, model=None, prompts=None):
     """Sweep probes over a store and write the run directory described in this module's docstring.
 
     ``target`` defaults to ``"target"`` for ridge and ``"label"`` otherwise. With ``causal``,
@@ -136,7 +138,8 @@ def probe_store(store, out, *, probes=("logistic",), target=None, hooks=None, cv
     run = Run.create(out, "probe", settings, model=model)
     with run.timer("sweep"):
         res = sweep(store, hooks=hooks, probes=probe_objs, target=target, cv=cv, groups=groups, control=control,
-                    shuffled=shuffled, control_by=control_by, mdl=mdl, seed=seed, device=device)
+                    shuffled=shuffled, control_by=control_by, mdl=mdl, seed=seed, device=device,
+                    layers_per_batch=layers_per_batch)
     run.info["config"]["sweep"] = res.config
     run.write_table("results", res.table)
     for name, fig in res.figures.items():

@@ -101,7 +101,9 @@ def fit_logistic(
     """Fit P standardised L2 logistic regressions on the rows of ``X`` selected per problem.
 
     Args:
-        X: ``[n, d]`` float32 activations (CPU or CUDA).
+        X: ``[n, d]`` float32 activations (CPU or CUDA), or a stack ``[L, n, d]`` of feature
+            sets (e.g. layers) that share the rows, labels and folds: all ``L x P`` problems
+            then run in one batch, each standardised on its own feature set.
         labels: ``[n, P]`` class index (``0..n_classes-1``) of each row for each problem.
         train: ``[n, P]`` bool, the rows each problem trains on (at least one per problem).
         n_classes: K; K = 2 fits one sigmoid per problem, K > 2 a softmax over K.
@@ -110,40 +112,44 @@ def fit_logistic(
         max_iter: L-BFGS iterations.
 
     Returns:
-        ``coef [P, K', d]`` and ``intercept [P, K']`` (K' = 1 for binary) in the original,
-        unstandardised coordinates: ``logits = X @ coef[p].T + intercept[p]``.
+        ``coef [P, K', d]`` and ``intercept [P, K']`` (K' = 1 for binary; ``[L, ...]`` in front
+        for a stack) in the original, unstandardised coordinates: ``logits = X @ coef[p].T +
+        intercept[p]``.
     """
-    n, d = X.shape
+    stacked = X.ndim == 3
+    X = X if stacked else X[None]
+    L, n, d = X.shape
     P = labels.shape[1]
     K = 1 if n_classes == 2 else n_classes
     dev, dt = X.device, X.dtype
-    mean0 = X.mean(0)
+    mean0 = X.mean(1, keepdim=True)  # [L, 1, d]
     Xc = X - mean0  # centring first keeps the folded standardisation accurate in float32
     M = train.to(dev, dt)
     cnt = M.sum(0)
     if bool((cnt == 0).any()):
         raise DataError("A logistic problem has no training rows; every fold needs training data.")
-    mu = (M.T @ Xc) / cnt[:, None]  # [P, d] training mean per problem
+    mu = (M.T @ Xc) / cnt[:, None]  # [L, P, d] training mean per problem
     var = ((M.T @ Xc.square()) / cnt[:, None] - mu.square()).clamp_min(0)
     sd = var.sqrt()
-    sd = torch.where(sd > 1e-6 * sd.max().clamp_min(1e-30), sd, torch.ones_like(sd))  # constant columns: scale 1
+    floor = 1e-6 * sd.amax((1, 2), keepdim=True).clamp_min(1e-30)
+    sd = torch.where(sd > floor, sd, torch.ones_like(sd))  # constant columns: scale 1
     labels = labels.to(dev)
-    Y = (labels == 1).to(dt)[..., None] if K == 1 else torch.nn.functional.one_hot(labels, K).to(dt)
-    inv_sd = (1.0 / sd)[:, :, None]  # [P, d, 1]
-    mu_k = mu[:, :, None]  # [P, d, 1]
+    Y = (labels == 1).to(dt)[..., None] if K == 1 else torch.nn.functional.one_hot(labels, K).to(dt)  # [n, P, K]
+    inv_sd = (1.0 / sd)[..., None]  # [L, P, d, 1]
+    mu_k = mu[..., None]  # [L, P, d, 1]
     w_row = (M / cnt)[..., None]  # [n, P, 1]: mean over each problem's training rows
     reg = (1.0 / (C * cnt))[:, None, None].to(torch.float64)  # [P, 1, 1]
     n_w = d * K
 
     def weights(theta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        V = theta[:, :n_w].view(P, d, K)  # weights on standardised features
+        V = theta[:, :n_w].view(L, P, d, K)  # weights on standardised features
         W = V.to(dt) * inv_sd  # ... on centred, unstandardised features
-        c = theta[:, n_w:].to(dt) - (mu_k * W).sum(1)  # [P, K]
+        c = theta[:, n_w:].view(L, P, K).to(dt) - (mu_k * W).sum(2)  # [L, P, K]
         return V, W, c
 
     def fg(theta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         V, W, c = weights(theta)
-        Z = (Xc @ W.permute(1, 0, 2).reshape(d, P * K)).view(n, P, K) + c
+        Z = (Xc @ W.permute(0, 2, 1, 3).reshape(L, d, P * K)).view(L, n, P, K) + c[:, None]
         if K == 1:
             loss_i = torch.nn.functional.softplus(Z) - Y * Z
             R = torch.sigmoid(Z) - Y
@@ -151,27 +157,28 @@ def fit_logistic(
             loss_i = torch.logsumexp(Z, -1, keepdim=True) - (Z * Y).sum(-1, keepdim=True)
             R = torch.softmax(Z, -1) - Y
         R = R * w_row
-        f = (loss_i * w_row).sum((0, 2), dtype=torch.float64) + 0.5 * (V.square() * reg).sum((1, 2))
-        rs = R.sum(0)  # [P, K]
-        G = (Xc.T @ R.reshape(n, P * K)).view(d, P, K).permute(1, 0, 2)  # [P, d, K]
-        gV = ((G - mu_k * rs[:, None, :]) * inv_sd).to(torch.float64) + V * reg
-        return f, torch.cat([gV.reshape(P, n_w), rs.to(torch.float64)], 1)
+        f = (loss_i * w_row).sum((1, 3), dtype=torch.float64) + 0.5 * (V.square() * reg).sum((2, 3))  # [L, P]
+        rs = R.sum(1)  # [L, P, K]
+        G = (Xc.transpose(1, 2) @ R.reshape(L, n, P * K)).view(L, d, P, K).permute(0, 2, 1, 3)  # [L, P, d, K]
+        gV = ((G - mu_k * rs[:, :, None, :]) * inv_sd).to(torch.float64) + V * reg
+        return f.reshape(L * P), torch.cat([gV.reshape(L * P, n_w), rs.reshape(L * P, K).to(torch.float64)], 1)
 
-    theta, _, converged = lbfgs_batched(fg, torch.zeros(P, n_w + K, dtype=torch.float64, device=dev), tol=tol,
+    theta, _, converged = lbfgs_batched(fg, torch.zeros(L * P, n_w + K, dtype=torch.float64, device=dev), tol=tol,
                                         max_iter=max_iter)
     if not converged:
         warnings.warn(f"Logistic probe did not converge in {max_iter} iterations; raise max_iter or lower C.",
                       stacklevel=2)
     _, W, c = weights(theta)
-    coef = W.permute(0, 2, 1)  # [P, K, d]
-    intercept = c - (coef * mean0).sum(-1)
-    return coef, intercept
+    coef = W.permute(0, 1, 3, 2)  # [L, P, K, d]
+    intercept = c - (coef * mean0[:, None]).sum(-1)
+    return (coef, intercept) if stacked else (coef[0], intercept[0])
 
 
 def logistic_logits(X: torch.Tensor, coef: torch.Tensor, intercept: torch.Tensor) -> torch.Tensor:
-    """``[n, P, K']`` logits of every problem on every row."""
-    P, K, d = coef.shape
-    return (X @ coef.reshape(P * K, d).T).view(X.shape[0], P, K) + intercept
+    """``[n, P, K']`` logits of every problem on every row (``[L, n, P, K']`` for a stack)."""
+    *_, P, K, d = coef.shape
+    Z = X @ coef.reshape(*coef.shape[:-3], P * K, d).transpose(-1, -2)
+    return Z.view(*Z.shape[:-1], P, K) + intercept[..., None, :, :]
 
 
 def _predict_index(Z: torch.Tensor) -> torch.Tensor:
@@ -262,7 +269,17 @@ class LogisticProbe(Probe):
         ``refit`` (labels ``[n]``) also fits this probe on all rows, as one more problem of the
         same batch when it has as many classes as the targets.
         """
-        n = X.shape[0]
+        scores, fitted = self.cross_validate_stack(X[None], targets, folds, refit=refit)[0]
+        if refit is not None:
+            self.classes_, self.coef_, self.intercept_, self.d_ = (fitted.classes_, fitted.coef_, fitted.intercept_,
+                                                                   fitted.d_)
+        return scores
+
+    def cross_validate_stack(self, Xs: torch.Tensor, targets: Mapping[str, np.ndarray], folds: Folds, *,
+                             refit=None) -> list[tuple[dict[str, np.ndarray], "LogisticProbe"]]:
+        """``cross_validate`` for every feature set of ``Xs [L, n, d]`` in one batch of
+        ``L x (folds x targets + 1)`` problems (one matrix product per L-BFGS evaluation)."""
+        n = Xs.shape[1]
         names = list(targets)
         classes = np.unique(np.concatenate([np.asarray(targets[t]) for t in names]))
         if len(classes) < 2:
@@ -281,15 +298,20 @@ class LogisticProbe(Probe):
                 train[:, -1] = True
         train = train[:, : len(columns)]
         labels = torch.from_numpy(np.stack(columns, 1))
-        coef, intercept = fit_logistic(X, labels, train, len(classes), C=self.C, tol=self.tol, max_iter=self.max_iter)
-        correct = (_predict_index(logistic_logits(X, coef, intercept)).cpu() == labels).numpy()
-        if len(columns) > T * F:
-            self.classes_, self.d_ = refit_classes, X.shape[1]
-            self.coef_, self.intercept_ = coef[-1].cpu().numpy(), intercept[-1].cpu().numpy()
-        elif refit is not None:
-            self.fit(X, refit)
-        return {t: np.array([correct[te, j * F + k].mean() for k, (_, te) in enumerate(folds)])
-                for j, t in enumerate(names)}
+        coef, intercept = fit_logistic(Xs, labels, train, len(classes), C=self.C, tol=self.tol, max_iter=self.max_iter)
+        correct = (_predict_index(logistic_logits(Xs, coef, intercept)).cpu() == labels).numpy()  # [L, n, P]
+        out = []
+        for layer, X in enumerate(Xs):
+            probe = self.clone()
+            if len(columns) > T * F:
+                probe.classes_, probe.d_ = refit_classes, X.shape[1]
+                probe.coef_, probe.intercept_ = coef[layer, -1].cpu().numpy(), intercept[layer, -1].cpu().numpy()
+            elif refit is not None:
+                probe.fit(X, refit)
+            scores = {t: np.array([correct[layer, te, j * F + k].mean() for k, (_, te) in enumerate(folds)])
+                      for j, t in enumerate(names)}
+            out.append((scores, probe))
+        return out
 
     def _state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         return {"coef": self.coef_, "intercept": self.intercept_}, {"classes": self.classes_.tolist()}

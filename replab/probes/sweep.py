@@ -8,6 +8,7 @@ the figures, the best probe of each hook refitted on all rows, and optionally MD
 from __future__ import annotations
 
 import fnmatch
+import math
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -159,6 +160,28 @@ def _control_types(data: _Data, control_by) -> np.ndarray:
     )
 
 
+def _hook_batches(data: _Data, hooks: list[str], per_batch: int | None, device) -> list[list[str]]:
+    """Consecutive hooks of equal width, ``per_batch`` at a time. Default: 1 on the CPU; on CUDA,
+    as many as fit in a quarter of the free GPU memory (about four copies each while fitting)."""
+    widths = [tuple(getattr(data.arrays[h], "shape", np.shape(data.arrays[h])))[1:] for h in hooks]
+    if per_batch is None:
+        per_batch = 1
+        if device is not None and torch.device(device).type == "cuda":
+            free, _ = torch.cuda.mem_get_info(torch.device(device))
+            per_batch = max(1, int(0.25 * free // (4 * 4 * data.n * max(math.prod(w) for w in widths))))
+    if per_batch < 1:
+        raise DataError(f"layers_per_batch must be >= 1, got {per_batch}.")
+    batches: list[list[str]] = []
+    last = None
+    for hook, width in zip(hooks, widths):
+        if batches and len(batches[-1]) < per_batch and width == last:
+            batches[-1].append(hook)
+        else:
+            batches.append([hook])
+        last = width
+    return batches
+
+
 def sweep(
     store,
     hooks: str | Sequence[str] | None = None,
@@ -173,6 +196,7 @@ def sweep(
     mdl: bool = False,
     seed: int = 0,
     device: str | torch.device | None = None,
+    layers_per_batch: int | None = None,
     progress: bool = True,
 ) -> SweepResult:
     """Cross-validate every probe on every hook, with control-task and shuffled-label baselines.
@@ -194,6 +218,9 @@ def sweep(
             task and control labels (classification only).
         seed: folds, control draw, shuffle and MDL order.
         device: move activations there (``"cuda"`` runs the probes' matrix products on the GPU).
+        layers_per_batch: hooks whose logistic probes are fitted in one batch (every fold,
+            target and layer together). Default: 1 on the CPU (memory stays at one hook's
+            activations); on a GPU as many as fit in a quarter of its free memory.
         progress: show a progress bar over hooks.
 
     Returns:
@@ -238,35 +265,39 @@ def sweep(
     rows: list[dict[str, Any]] = []
     mdl_rows: list[dict[str, Any]] = []
     best: dict[str, Probe] = {}
-    for hook in tqdm(hook_list, desc="probe sweep", unit="hook", disable=not progress):
-        X = as_features(data.arrays[hook], what=f"Activations of {hook}")
-        if device is not None:
-            X = X.to(device)
-        layer = hook_layer(hook)
-        means, fitted = {}, {}
-        for probe in probe_objs:
-            fitted[probe.name] = probe.clone()
-            scores = fitted[probe.name].cross_validate(X, targets, folds, refit=labels)  # also fits on all rows
-            means[probe.name] = scores["task"].mean()
-            for t, s in scores.items():
-                row = {"hook": hook, "layer": layer, "probe": probe.name, "task": t, "metric": probe.metric,
-                       "mean": float(s.mean()), "std": float(s.std()), "n": data.n, "folds": len(folds)}
-                if control and t == "task":
-                    diff = s - scores["control"]
-                    row.update(selectivity=float(diff.mean()), selectivity_std=float(diff.std()))
-                rows.append(row)
-        winner = fitted[max(means, key=means.get)]
-        winner._provenance(hook, position, model)
-        winner.meta.update({"layer": layer, "target": target if isinstance(target, str) else "array",
-                            "cv_metric": winner.metric, "cv_mean": float(means[winner.name]),
-                            **({"model_hash": data.manifest["model_hash"]} if data.manifest.get("model_hash") else {})})
-        best[hook] = winner
-        if mdl:
-            for t in ("task", "control") if control else ("task",):
-                r = online_codelength(X, targets[t], classes=np.arange(len(classes)), seed=seed, C=mdl_C)
-                mdl_rows.append({"hook": hook, "layer": layer, "probe": "logistic", "task": t,
-                                 "codelength": r["codelength"], "uniform_codelength": r["uniform_codelength"],
-                                 "compression": r["compression"], "n": r["n"]})
+    bar = tqdm(total=len(hook_list), desc="probe sweep", unit="hook", disable=not progress)
+    for chunk in _hook_batches(data, hook_list, layers_per_batch, device):
+        Xs = [as_features(data.arrays[h], what=f"Activations of {h}").to(device) for h in chunk]
+        Xs = Xs[0][None] if len(Xs) == 1 else torch.stack(Xs)
+        results = {p.name: p.cross_validate_stack(Xs, targets, folds, refit=labels) for p in probe_objs}
+        for i, (hook, X) in enumerate(zip(chunk, Xs)):
+            layer = hook_layer(hook)
+            means, fitted = {}, {}
+            for probe in probe_objs:
+                scores, fitted[probe.name] = results[probe.name][i]  # also fitted on all rows
+                means[probe.name] = scores["task"].mean()
+                for t, sc in scores.items():
+                    row = {"hook": hook, "layer": layer, "probe": probe.name, "task": t, "metric": probe.metric,
+                           "mean": float(sc.mean()), "std": float(sc.std()), "n": data.n, "folds": len(folds)}
+                    if control and t == "task":
+                        diff = sc - scores["control"]
+                        row.update(selectivity=float(diff.mean()), selectivity_std=float(diff.std()))
+                    rows.append(row)
+            winner = fitted[max(means, key=means.get)]
+            winner._provenance(hook, position, model)
+            winner.meta.update({"layer": layer, "target": target if isinstance(target, str) else "array",
+                                "cv_metric": winner.metric, "cv_mean": float(means[winner.name]),
+                                **({"model_hash": data.manifest["model_hash"]} if data.manifest.get("model_hash")
+                                   else {})})
+            best[hook] = winner
+            if mdl:
+                for t in ("task", "control") if control else ("task",):
+                    r = online_codelength(X, targets[t], classes=np.arange(len(classes)), seed=seed, C=mdl_C)
+                    mdl_rows.append({"hook": hook, "layer": layer, "probe": "logistic", "task": t,
+                                     "codelength": r["codelength"], "uniform_codelength": r["uniform_codelength"],
+                                     "compression": r["compression"], "n": r["n"]})
+            bar.update(1)
+    bar.close()
     table = pd.DataFrame(rows)
     mdl_table = pd.DataFrame(mdl_rows) if mdl else None
     config = {"hooks": hook_list, "probes": names, "probe_params": {p.name: p.params() for p in probe_objs},
