@@ -109,7 +109,9 @@ def _batchtopk_acts(sae, x):
     with torch.no_grad():
         pre = sae.pre_acts(x)
         sel = sae.select(pre)
-        return sel.dense(pre[sel.rows, sel.cols].relu()), pre
+        acts = torch.zeros_like(pre)
+        acts[sel.rows, sel.cols] = pre[sel.rows, sel.cols].relu()
+        return acts, pre
 
 
 def test_batchtopk_selects_k_per_token_over_the_batch_and_tracks_threshold():
@@ -253,3 +255,16 @@ def test_create_rejects_bad_requests():
     sae = create("topk", 8, 16, k=2)
     with pytest.raises(DataError, match=r"shape \(3, 7\).*\[\.\.\., 8\]"):
         sae.encode(torch.randn(3, 7))
+
+
+def test_sparse_training_loss_at_the_edges_one_row_and_every_latent_kept():
+    sae = create("topk", 5, 6, k=6)
+    _randomise(sae, seed=2)
+    x = torch.randn(1, 5, generator=torch.Generator().manual_seed(0))
+    expected = _dense_topk_loss(sae, x, sae.encode(x), torch.zeros(6, dtype=torch.bool))
+    want = torch.autograd.grad(expected, list(sae.parameters()))
+    out = sae.training_loss(x, TrainContext(step=0, total_steps=1))
+    got = torch.autograd.grad(out.loss, list(sae.parameters()))
+    torch.testing.assert_close(out.loss, expected)
+    for g, w in zip(got, want):
+        torch.testing.assert_close(g, w)

@@ -74,12 +74,6 @@ class Selection:
         return torch.sparse_csr_tensor(crow_t, self.rows[order], values[order], size=self.shape[::-1],
                                        check_invariants=False)
 
-    def dense(self, values: torch.Tensor) -> torch.Tensor:
-        """``[batch, d_sae]`` dense matrix, zero outside the kept entries."""
-        out = values.new_zeros(self.shape)
-        out[self.rows, self.cols] = values
-        return out
-
     def fired(self, values: torch.Tensor) -> torch.Tensor:
         """``[d_sae]`` bool: latents with a positive value in some row."""
         out = torch.zeros(self.shape[1], dtype=torch.bool, device=self.cols.device)
