@@ -81,8 +81,9 @@ class TopKSAE(EncoderSAE):
     def _auxk(self, sae_in, pre, dead, n_dead: int, residual) -> torch.Tensor:
         """AuxK: the top ``aux_k`` dead latents of each row reconstruct the residual ``x - x_hat``."""
         aux_k = self.cfg.aux_k or max(1, self.d_in // 2)
-        masked = pre.masked_fill(~dead[None, :], -torch.inf)
-        sel = Selection.per_row(masked.topk(min(aux_k, n_dead), dim=-1, sorted=False).indices, self.d_sae)
+        dead_idx = dead.nonzero().squeeze(1)
+        top = pre.index_select(1, dead_idx).topk(min(aux_k, n_dead), dim=-1, sorted=False).indices
+        sel = Selection.per_row(dead_idx[top], self.d_sae)
         values = gather_preacts(sae_in, self.W_enc, self.b_enc, pre, sel).relu()
         aux = (sparse_decode(values, self.W_dec, sel) - residual).pow(2).sum(-1).mean()
         return self.cfg.aux_coefficient * min(n_dead / aux_k, 1.0) * aux
