@@ -3,9 +3,10 @@
 Usage::
 
     python benchmarks/bench_capture.py [--tokens 16384] [--rounds 5] [--rss-tokens 2048] [--threads 1] [--hooks GLOB]
+        [--device cuda] [--layers 12 --d-model 768 --heads 12]
 
-Builds an untrained GPT-2-shaped model (4 layers, d_model 256, 4 heads, n_ctx 128, word-level
-vocabulary of ~2k) and a synthetic corpus packed into 128-token contexts (batches of 16), and
+Builds an untrained GPT-2-shaped model (default 4 layers, d_model 256, 4 heads, n_ctx 128,
+word-level vocabulary of ~2k; on a GPU use GPT-2-small's 12 x 768 x 12) and a synthetic corpus packed into 128-token contexts (batches of 16), and
 compares:
 
 - ``bare``: ``model(tokens)`` per batch, no hooks: the ceiling.
@@ -55,12 +56,16 @@ def _contexts(model, corpus, tokens: int):
     return [b.tokens.tokens for b in CorpusSource(corpus, CONTEXT, tokens).batches(model, 0, BATCH)]
 
 
+def _device(model):
+    return next(model.parameters()).device
+
+
 def _bare(model, corpus, tokens: int, out: Path, hooks: str) -> None:
     import torch
 
     with torch.inference_mode():
         for batch in _contexts(model, corpus, tokens):
-            model(batch)
+            model(batch.to(_device(model)))
 
 
 def _rwc_save(model, corpus, tokens: int, out: Path, hooks: str) -> None:
@@ -73,8 +78,9 @@ def _rwc_save(model, corpus, tokens: int, out: Path, hooks: str) -> None:
     names = replab.hook_names(model, hooks)
     with torch.inference_mode():
         for i, batch in enumerate(_contexts(model, corpus, tokens)):
-            _, cache = model.run_with_cache(batch, names_filter=names)
-            save_file({n: cache[n].reshape(-1, cache[n].shape[-1]).contiguous() for n in names}, out / f"{i:05d}.safetensors")
+            _, cache = model.run_with_cache(batch.to(_device(model)), names_filter=names)
+            save_file({n: cache[n].reshape(-1, cache[n].shape[-1]).cpu().contiguous() for n in names},
+                      out / f"{i:05d}.safetensors")
 
 
 def _capture(model, corpus, tokens: int, out: Path, hooks: str) -> None:
@@ -86,27 +92,31 @@ def _capture(model, corpus, tokens: int, out: Path, hooks: str) -> None:
 METHODS = {"bare": _bare, "rwc_save": _rwc_save, "capture": _capture}
 
 
-def _setup(ckpt: str, tokens: int):
+def _setup(ckpt: str, tokens: int, device: str):
     import replab
     from replab.datasets import TextCorpus
 
-    return replab.load_model(ckpt), TextCorpus(tuple(_docs(max(200, tokens // 40))), name="synthetic")
+    return replab.load_model(ckpt, device=device), TextCorpus(tuple(_docs(max(200, tokens // 40))), name="synthetic")
 
 
 def _timed(method: str, model, corpus, tokens: int, out: Path, hooks: str) -> tuple[float, float]:
     """Tokens per wall-clock second and per CPU second of this process (the second is barely
     affected by other processes competing for the cores, but does not count I/O waits)."""
+    import torch
+
     t0, c0 = time.perf_counter(), time.process_time()
     METHODS[method](model, corpus, tokens, out, hooks)
+    if _device(model).type == "cuda":
+        torch.cuda.synchronize()
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     shutil.rmtree(out, ignore_errors=True)
     return tokens / wall, tokens / cpu
 
 
-def throughput(ckpt: str, tokens: int, rounds: int, workdir: Path, hooks: str) -> dict:
+def throughput(ckpt: str, tokens: int, rounds: int, workdir: Path, hooks: str, device: str) -> dict:
     """Rounds of (bare, rwc_save, capture) interleaved in one process, so that load from other
     processes on the machine hits every method alike; medians per method and of capture/bare."""
-    model, corpus = _setup(ckpt, tokens)
+    model, corpus = _setup(ckpt, tokens, device)
     for m in METHODS:
         _timed(m, model, corpus, BATCH * CONTEXT, workdir / "warmup", hooks)
     runs = {m: [] for m in METHODS}
@@ -120,9 +130,9 @@ def throughput(ckpt: str, tokens: int, rounds: int, workdir: Path, hooks: str) -
     return {**out, "runs": runs}
 
 
-def peak_rss(method: str, ckpt: str, tokens: int, workdir: Path, hooks: str) -> dict:
+def peak_rss(method: str, ckpt: str, tokens: int, workdir: Path, hooks: str, device: str) -> dict:
     """One run of ``method`` in this (fresh) process: the process's peak RSS."""
-    model, corpus = _setup(ckpt, tokens)
+    model, corpus = _setup(ckpt, tokens, device)
     _timed(method, model, corpus, tokens, workdir / method, hooks)
     return {"method": method, "tokens": tokens, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
@@ -143,12 +153,16 @@ def main() -> None:
     ap.add_argument("--hooks", default="blocks.*.hook_resid_post", help="glob of the hooks rwc_save and capture store")
     ap.add_argument("--ckpt")
     ap.add_argument("--workdir", type=Path)
+    ap.add_argument("--device", default="cpu", help="where the model runs (cuda: pinned, overlapped copies)")
+    ap.add_argument("--layers", type=int, default=4)
+    ap.add_argument("--d-model", type=int, default=256)
+    ap.add_argument("--heads", type=int, default=4)
     args = ap.parse_args()
     if args.worker == "throughput":
-        print(json.dumps(throughput(args.ckpt, args.tokens, args.rounds, args.workdir, args.hooks)))
+        print(json.dumps(throughput(args.ckpt, args.tokens, args.rounds, args.workdir, args.hooks, args.device)))
         return
     if args.worker:
-        print(json.dumps(peak_rss(args.worker, args.ckpt, args.tokens, args.workdir, args.hooks)))
+        print(json.dumps(peak_rss(args.worker, args.ckpt, args.tokens, args.workdir, args.hooks, args.device)))
         return
 
     from importlib.metadata import version
@@ -157,8 +171,9 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        ckpt = save_tiny_checkpoint(tmp / "ckpt", _docs(3000), n_layer=4, d_model=256, n_head=4, n_ctx=CONTEXT)
-        common = ["--ckpt", ckpt, "--workdir", str(tmp), "--hooks", args.hooks]
+        ckpt = save_tiny_checkpoint(tmp / "ckpt", _docs(3000), n_layer=args.layers, d_model=args.d_model,
+                                    n_head=args.heads, n_ctx=CONTEXT)
+        common = ["--ckpt", ckpt, "--workdir", str(tmp), "--hooks", args.hooks, "--device", args.device]
         t0 = time.perf_counter()
         speed = _child(args.threads, "--worker", "throughput", "--tokens", str(args.tokens),
                        "--rounds", str(args.rounds), *common)
@@ -167,7 +182,8 @@ def main() -> None:
                                ("rwc_save", args.rss_tokens),
                                ("capture", args.rss_tokens), ("capture", 10 * args.rss_tokens)]]
         wall = time.perf_counter() - t0
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, {args.threads} torch threads; "
+    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, {args.threads} torch threads, device "
+          f"{args.device}; model {args.layers} layers x d_model {args.d_model}; "
           f"torch {version('torch')}, transformer-lens {version('transformer-lens')}; hooks {args.hooks}; "
           f"{args.rounds} interleaved rounds of {args.tokens:,} tokens; wall {wall:.0f}s")
     print("| method | tokens/s, wall (median) | vs bare | tokens/s, CPU time (median) | vs bare |")
