@@ -55,8 +55,9 @@ def test_matching_pursuit_recovers_codes_exactly_on_orthonormal_dictionary():
         torch.testing.assert_close(got, codes, atol=1e-5, rtol=0)
         torch.testing.assert_close(sae(x), x, atol=1e-5, rtol=0)
         # training runs exactly k steps: the extra steps find nothing left and add zeros
-        acts, _ = sae.train_encode(x)
-        torch.testing.assert_close(acts, codes, atol=1e-5, rtol=0)
+        out = sae.training_loss(x, TrainContext(step=0, total_steps=1))
+        torch.testing.assert_close(out.x_hat, x, atol=1e-5, rtol=0)
+        assert bool(out.fired[(codes > 0).any(0)].all())  # (float noise may add ~0 values on other atoms)
 
 
 def test_matching_pursuit_l0_grows_as_residual_threshold_falls():
@@ -77,6 +78,21 @@ def test_matching_pursuit_l0_grows_as_residual_threshold_falls():
     # a sample the 2.0 threshold stopped early has its residual below 2.0
     stopped = l0[2] < l0[-1]
     assert bool(stopped.any()) and torch.all(residual[2][stopped] < 2.0)
+
+
+def test_matching_pursuit_training_loss_equals_decoding_the_codes():
+    """The residual form of the loss equals MSE(decode(codes)) with the same gradients."""
+    sae = create("matching_pursuit", 8, 40, k=3, seed=0)
+    _randomise(sae, seed=6)
+    x = torch.randn(25, 8, generator=torch.Generator().manual_seed(4))
+    out = sae.training_loss(x, TrainContext(step=0, total_steps=1))
+    got = torch.autograd.grad(out.loss, list(sae.parameters()))
+    idx, values, _ = sae._pursue(sae.sae_in(x), 3, 0.0, False)
+    expected = (sae.decode(sae._codes(idx, values)) - x).pow(2).sum(-1).mean()
+    want = torch.autograd.grad(expected, list(sae.parameters()))
+    torch.testing.assert_close(out.loss, expected)
+    for g, w in zip(got, want):
+        torch.testing.assert_close(g, w, atol=1e-5, rtol=1e-5)
 
 
 def test_matching_pursuit_gradients_touch_only_selected_atoms():

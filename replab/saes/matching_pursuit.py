@@ -17,7 +17,7 @@ from typing import Any
 import torch
 
 from replab.errors import DataError
-from replab.saes.base import SAE, SAEConfig
+from replab.saes.base import SAE, SAEConfig, TrainContext, TrainOutput
 from replab.saes.registry import register
 
 
@@ -75,33 +75,57 @@ class MatchingPursuitSAE(SAE):
         """
         threshold = self.cfg.residual_threshold if residual_threshold is None else residual_threshold
         steps = max_iterations or self.cfg.max_iterations or self.cfg.k
-        return self._pursue(self.sae_in(x), steps, threshold, self.cfg.stop_on_duplicate_support)
+        sae_in = self.sae_in(x)
+        idx, values, _ = self._pursue(sae_in.reshape(-1, self.d_in), steps, threshold,
+                                      self.cfg.stop_on_duplicate_support)
+        return self._codes(idx, values).reshape(*sae_in.shape[:-1], self.d_sae)
 
-    def train_encode(self, x: torch.Tensor) -> tuple[torch.Tensor, None]:
-        """Exactly ``k`` pursuit steps for every sample (no early stopping)."""
-        return self._pursue(self.sae_in(x), self.cfg.k, 0.0, False), None
+    def training_loss(self, x: torch.Tensor, ctx: TrainContext) -> TrainOutput:
+        """Exactly ``k`` pursuit steps for every sample (no early stopping), plain MSE.
+
+        The reconstruction ``decode(codes)`` equals ``x`` minus the final pursuit residual, so
+        the loss is the residual's squared norm: no dense ``[batch, d_sae]`` code matrix enters
+        the graph, and gradients reach only the chosen atoms.
+        """
+        x = self.check_input(x)
+        idx, values, residual = self._pursue(self.sae_in(x), self.cfg.k, 0.0, False)
+        mse = residual.pow(2).sum(-1).mean()
+        with torch.no_grad():
+            active = self._codes(idx, values) > 0
+        return TrainOutput(loss=mse, x_hat=x - residual, terms={"mse": mse.detach()},
+                           l0=active.sum(-1).float().mean(), fired=active.any(0))
 
     def decode(self, acts: torch.Tensor) -> torch.Tensor:
         """``acts @ W_dec`` (+ ``b_dec`` when it was subtracted at the input, as in SAELens)."""
         out = acts @ self.W_dec
         return out + self.b_dec if self.cfg.apply_b_dec_to_input else out
 
-    def _pursue(self, residual: torch.Tensor, steps: int, threshold: float, stop_on_repeat: bool) -> torch.Tensor:
-        shape = residual.shape
-        residual = residual.reshape(-1, self.d_in)
+    def _codes(self, idx: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+        """``[n, d_sae]`` codes from the pursuit's ``[n, steps]`` atom indices and values."""
+        return values.new_zeros(idx.shape[0], self.d_sae).scatter_add_(1, idx, values)
+
+    def _pursue(
+        self, residual: torch.Tensor, steps: int, threshold: float, stop_on_repeat: bool
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Greedy pursuit on ``[n, d_in]`` rows: ``(atom indices [n, t], values [n, t], residual [n, d_in])``
+        after ``t <= steps`` steps; a sample that stopped early gets zero values afterwards."""
         W = self.W_dec
-        acts = residual.new_zeros(residual.shape[0], self.d_sae)
+        idxs: list[torch.Tensor] = []
+        vals: list[torch.Tensor] = []
         done = torch.zeros(residual.shape[0], dtype=torch.bool, device=residual.device)
         adaptive = stop_on_repeat or threshold > 0
         for _ in range(steps):
             with torch.no_grad():
-                idx = (residual @ W.T).relu().argmax(dim=-1, keepdim=True)  # [n, 1]
-                already = acts.detach().gather(1, idx).squeeze(1) > 0
-            atoms = W[idx.squeeze(1)]  # [n, d_in]: only the chosen rows enter the graph
+                idx = (residual @ W.T).relu().argmax(dim=-1)  # [n]
+            atoms = W[idx]  # [n, d_in]: only the chosen rows enter the graph
             values = (residual * atoms).sum(-1).relu()
             if adaptive:
                 values = values * (~done).to(values.dtype)
-            acts = acts.scatter_add(1, idx, values[:, None])
+                with torch.no_grad():
+                    already = ((torch.stack(idxs, 1) == idx[:, None]) & (torch.stack(vals, 1) > 0)).any(1) \
+                        if idxs else torch.zeros_like(done)
+            idxs.append(idx)
+            vals.append(values)
             residual = residual - values[:, None] * atoms
             if adaptive:
                 with torch.no_grad():
@@ -111,7 +135,7 @@ class MatchingPursuitSAE(SAE):
                         done |= residual.norm(dim=-1) < threshold
                     if bool(done.all()):
                         break
-        return acts.reshape(*shape[:-1], self.d_sae)
+        return torch.stack(idxs, 1), torch.stack(vals, 1), residual
 
     def saelens_config(self) -> tuple[str, dict[str, Any]]:
         arch, cfg = super().saelens_config()
