@@ -93,6 +93,10 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--saelens-python", default="/tmp/saelens-venv/bin/python")
     args = parser.parse_args()
+    if not Path(args.saelens_python).is_file():
+        raise SystemExit(f"No SAELens interpreter at {args.saelens_python}. Make one (sae-lens pins transformer-lens<4):\n"
+                         "  python -m venv /tmp/saelens-venv\n  /tmp/saelens-venv/bin/pip install torch==2.13.0\n"
+                         "  /tmp/saelens-venv/bin/pip install sae-lens\nor pass --saelens-python.")
     torch.set_num_threads(1)
 
     sides = ("replab", "saelens", "saelens_norescale")
