@@ -163,7 +163,7 @@ def _control_types(data: _Data, control_by) -> np.ndarray:
 def _hook_batches(data: _Data, hooks: list[str], per_batch: int | None, device) -> list[list[str]]:
     """Consecutive hooks of equal width, ``per_batch`` at a time. Default: 1 on the CPU; on CUDA,
     as many as fit in a quarter of the free GPU memory (about four copies each while fitting)."""
-    widths = [tuple(getattr(data.arrays[h], "shape", np.shape(data.arrays[h])))[1:] for h in hooks]
+    widths = [tuple(np.shape(data.arrays[h]))[1:] for h in hooks]  # np.shape reads .shape, loads nothing
     if per_batch is None:
         per_batch = 1
         if device is not None and torch.device(device).type == "cuda":
