@@ -147,3 +147,48 @@ def test_weights_hash_changes_with_weights(tiny_checkpoint):
 
     identity._HASHES.pop(b, None)
     assert weights_hash(a) != weights_hash(b)
+
+
+def _save_tiny(path, arch: str) -> str:
+    """A tiny untrained Pythia-style (GPT-NeoX) or Llama-style checkpoint with the test tokenizer."""
+    from transformers import GPTNeoXConfig, GPTNeoXForCausalLM, LlamaConfig, LlamaForCausalLM
+
+    from replab.world.tokenizer import build_tokenizer
+    from conftest import TINY_TEXTS
+
+    tok = build_tokenizer(TINY_TEXTS)
+    common = dict(vocab_size=len(tok), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                  intermediate_size=64, max_position_embeddings=64, bos_token_id=0, eos_token_id=0)
+    torch.manual_seed(0)
+    model = (GPTNeoXForCausalLM(GPTNeoXConfig(**common, rotary_pct=0.25)) if arch == "neox"
+             else LlamaForCausalLM(LlamaConfig(**common, num_key_value_heads=1)))
+    model.save_pretrained(path)
+    tok.save_pretrained(path)
+    return str(path)
+
+
+@pytest.mark.parametrize("arch", ["neox", "llama"])
+def test_other_architectures_go_through_the_same_path(tmp_path, arch):
+    """Pythia- and Llama-shaped checkpoints: load offline, same logits as transformers, one
+    catalogue name per tensor, and a capture equal to run_with_cache with padded batches."""
+    from transformers import AutoModelForCausalLM
+
+    from replab.datasets import PromptSet
+
+    path = _save_tiny(tmp_path / arch, arch)
+    model = replab.load_model(path)
+    hf = AutoModelForCausalLM.from_pretrained(path).eval()
+    texts = ("The capital of France is", "A dog is a")
+    with torch.no_grad():
+        for text in texts:
+            ids = model.to_tokens(text)
+            torch.testing.assert_close(model(text), hf(ids).logits, atol=1e-5, rtol=1e-5)
+    names = replab.hook_names(model)
+    assert len({id(model.hook_dict[n]) for n in names}) == len(names)
+    hooks = replab.hook_names(model, "blocks.*.hook_resid_post")
+    assert hooks == ["blocks.0.hook_resid_post", "blocks.1.hook_resid_post"]
+    store = replab.capture(model, PromptSet(texts=texts), hooks, positions="last", out=tmp_path / "acts")
+    for row, text in enumerate(texts):  # the shorter prompt was right-padded in the batch
+        _, cache = model.run_with_cache(text)
+        for hook in hooks:
+            torch.testing.assert_close(torch.as_tensor(store[hook][row]), cache[hook][0, -1], atol=1e-5, rtol=0)
