@@ -2,8 +2,8 @@
 
 Parameter names and shapes follow SAELens (``W_enc`` [d_in, d_sae], ``b_enc`` [d_sae],
 ``W_dec`` [d_sae, d_in], ``b_dec`` [d_in]) so a state dict *is* a ``sae_weights.safetensors``.
-Training hooks (``train_encode``, ``aux_losses``, ``constrain_*``) live on the SAE so the
-trainer stays architecture-agnostic.
+Training hooks (``training_loss``, and the ``train_encode`` / ``aux_losses`` it calls by
+default, ``constrain_*``) live on the SAE so the trainer stays architecture-agnostic.
 """
 
 from __future__ import annotations
@@ -130,7 +130,9 @@ class SAE(nn.Module, metaclass=abc.ABCMeta):
     """Base class: ``encode`` ``[..., d_in] -> [..., d_sae]``, ``decode`` back, ``forward`` both.
 
     Subclasses set ``architecture``, ``config_class`` and implement ``encode``; training
-    behaviour is changed through ``train_encode`` / ``aux_losses``.
+    behaviour is changed through ``train_encode`` / ``aux_losses``, or by overriding
+    ``training_loss`` as a whole (TopK/BatchTopK: the sparse step; matching pursuit: the
+    residual form), which then owns every loss term.
     """
 
     architecture: ClassVar[str]

@@ -1,7 +1,8 @@
 """Sparse training path for SAEs that keep a few latents per token (TopK, BatchTopK, AuxK).
 
-A dense TopK step spends five ``[batch, d_in] x [d_in, d_sae]``-sized products: the encoder,
-the decoder, and their gradients. Only the encoder's forward product has to be dense (it is
+A dense TopK step spends six ``[batch, d_in] x [d_in, d_sae]``-sized products: the encoder,
+the decoder, and the weight and input gradients of each (the encoder's input gradient feeds
+``b_dec``). Only the encoder's forward product has to be dense (it is
 what chooses the latents). Here the latents are chosen without autograd on that product, and
 two autograd functions differentiate only the chosen entries:
 

@@ -61,7 +61,7 @@ class TopKSAE(EncoderSAE):
         """MSE plus AuxK, differentiating only the kept latents (``replab.saes.sparse``).
 
         Equal to the dense ``decode(activation(pre))`` loss and its gradients; one dense
-        product (the encoder's) instead of five.
+        product (the encoder's) instead of six.
         """
         sae_in = self.sae_in(x)
         with torch.no_grad():
