@@ -198,7 +198,7 @@ def test_sparse_training_loss_equals_the_dense_loss_and_gradients(arch, n_dead, 
     grads = torch.autograd.grad(out.loss, list(sae.parameters()))
     tol = {"atol": 1e-5, "rtol": 1e-5} if dtype == torch.float32 else {"atol": 0.05, "rtol": 0.02}
     torch.testing.assert_close(out.loss, expected, **tol)
-    assert set(out.terms) == ({"mse", "auxk"} if n_dead else {"mse"})
+    assert set(out.terms) == {"mse", "auxk"} and (float(out.terms["auxk"]) > 0) == (n_dead > 0)
     for (name, _), got, want in zip(sae.named_parameters(), grads, expected_grads):
         torch.testing.assert_close(got, want, **tol, msg=lambda m, name=name: f"{name}: {m}")
     active = acts.detach() > 0

@@ -72,8 +72,8 @@ class TopKSAE(EncoderSAE):
         terms = {"mse": (x_hat - x).pow(2).sum(-1).mean()}
         dead = ctx.dead_mask
         n_dead = int(dead.sum()) if dead is not None else 0
-        if n_dead:
-            terms["auxk"] = self._auxk(sae_in, pre, dead, n_dead, (x - x_hat).detach())
+        # always logged, 0 while no latent is dead, so the training log keeps one schema
+        terms["auxk"] = self._auxk(sae_in, pre, dead, n_dead, (x - x_hat).detach()) if n_dead else x_hat.new_zeros(())
         return TrainOutput(loss=torch.stack(list(terms.values())).sum(), x_hat=x_hat,
                            terms={k: v.detach() for k, v in terms.items()},
                            l0=(values.detach() > 0).sum() / x.shape[0], fired=sel.fired(values.detach()))
