@@ -28,7 +28,7 @@ else:
         st.warning(f"**{row['name']}** ({row['status']}): {row['problem']}")
 
 st.header("World model card")
-cards = viz.world_cards(index)
+cards = ui.world_cards(root)
 if not cards:
     st.info("No world card yet: the shipped card (replab/world/card) is missing and no world-eval run is under the "
             f"runs root. Make one with `{ui.MAKE['world-eval']}`.")

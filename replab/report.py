@@ -21,15 +21,15 @@ def markdown_table(df, floatfmt: str = ".4g") -> str:
     return "\n".join([head, rule, *rows])
 
 
-def update_marked_section(path: str | Path, key: str, text: str, *, default_title: str = "") -> None:
+def update_marked_section(path: str | Path, key: str, text: str) -> None:
     """Replace the block between ``<!-- key:begin -->`` and ``<!-- key:end -->`` in ``path`` with
-    ``text`` (appending the block, under ``default_title`` if given, when the markers are absent)."""
+    ``text`` (appending the block when the markers are absent)."""
     from replab.runs import atomic_write_bytes
 
     begin, end = f"<!-- {key}:begin -->", f"<!-- {key}:end -->"
     block = f"{begin}\n{text.rstrip()}\n{end}\n"
     path = Path(path)
-    old = path.read_text() if path.is_file() else default_title
+    old = path.read_text() if path.is_file() else ""
     if begin in old and end in old:
         new = re.sub(re.escape(begin) + ".*?" + re.escape(end) + "\n?", lambda _: block, old, flags=re.S)
     else:

@@ -85,6 +85,29 @@ def read_json(path: Path, what: str = "file") -> Any:
         raise RunDirError(f"{what} {path} is corrupt ({exc}); delete it and re-run the command that made it.") from None
 
 
+def read_run_info(path: Path) -> dict[str, Any]:
+    """A run directory's ``run.json``.
+
+    Raises:
+        RunDirError: it is missing, unreadable, or not a replab run.json.
+    """
+    info = read_json(path / RUN_FILE, "run.json of")
+    if not isinstance(info, dict) or "kind" not in info:
+        raise RunDirError(f"{path / RUN_FILE} is not a replab run.json (no 'kind'); re-run the command.")
+    return info
+
+
+def run_problem(path: Path, info: dict[str, Any], *, require_complete: bool = True) -> str:
+    """Why the run with this ``run.json`` cannot be read ("" when it can): partial, or artifacts missing."""
+    if require_complete and info.get("status") != "complete":
+        return (f"Run {path} is partial (status {info.get('status')!r}): the command that writes it did not finish. "
+                "Re-run it to complete the run.")
+    missing = [a for a in info.get("artifacts", []) if not (path / a).exists()]
+    if missing:
+        return f"Run {path} lists artifacts that are missing: {', '.join(missing[:5])}. Re-run it."
+    return ""
+
+
 @dataclass
 class Run:
     """A run directory being written or read."""
@@ -197,17 +220,10 @@ class Run:
         path = Path(path)
         if not path.is_dir():
             raise RunDirError(f"Run directory {path} does not exist. Run the replab command that creates it first.")
-        info = read_json(path / RUN_FILE, "run.json of")
-        if not isinstance(info, dict) or "kind" not in info:
-            raise RunDirError(f"{path / RUN_FILE} is not a replab run.json (no 'kind'); re-run the command.")
-        if require_complete and info.get("status") != "complete":
-            raise RunDirError(
-                f"Run {path} is partial (status {info.get('status')!r}): the command that writes it did not finish. "
-                "Re-run it to complete the run."
-            )
-        missing = [a for a in info.get("artifacts", []) if not (path / a).exists()]
-        if missing:
-            raise RunDirError(f"Run {path} lists artifacts that are missing: {', '.join(missing[:5])}. Re-run it.")
+        info = read_run_info(path)
+        problem = run_problem(path, info, require_complete=require_complete)
+        if problem:
+            raise RunDirError(problem)
         return cls(path, info)
 
     @property

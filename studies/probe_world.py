@@ -134,10 +134,14 @@ def probe_world(config: StudyConfig = StudyConfig(), *, model=None, prompt_sets:
         sentiment = sent_run.read_table("results")
     with study.timer("causal"):
         results, hooks = {}, {}
+        done = sent_run.read_json("causal.json")  # probe_store already ablated the best type at its best hook
         for probe in (LogisticProbe(), MeanDiffProbe()):
             hooks[probe.name] = hook = top_row(sentiment, probe=probe.name)["hook"]  # each type at its best layer
-            results[probe.name] = causal_check(model, sent_prompts, probe.fit_store(store, hook), mode="ablate",
-                                               n_random=config.n_random, seed=config.seed)
+            if done["probe"]["probe"] == probe.name and done["probe"]["hook"] == hook:
+                results[probe.name] = {k: v for k, v in done.items() if k != "probe"}
+            else:
+                results[probe.name] = causal_check(model, sent_prompts, probe.fit_store(store, hook), mode="ablate",
+                                                   n_random=config.n_random, seed=config.seed)
             results[probe.name]["hook"] = hook
     causal = {"hook": ", ".join(f"{k}: {v}" for k, v in hooks.items()), "results": results}
 

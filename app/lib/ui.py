@@ -60,13 +60,11 @@ def show_error(exc: BaseException) -> None:
 class guard:
     """``with guard():`` shows an exception raised inside as a message instead of a traceback.
 
-    With ``stop=True`` (default) the page stops there; with ``stop=False`` it goes on and
-    ``ok`` tells whether the block finished.
+    With ``stop=True`` (default) the page stops there; with ``stop=False`` it goes on.
     """
 
     def __init__(self, stop: bool = True) -> None:
         self.stop = stop
-        self.ok = True
 
     def __enter__(self) -> "guard":
         return self
@@ -74,7 +72,6 @@ class guard:
     def __exit__(self, kind, exc, tb) -> bool:
         if not isinstance(exc, Exception):  # no error, or Streamlit's own stop/rerun signals
             return False
-        self.ok = False
         show_error(exc)
         if self.stop:
             st.stop()
@@ -93,11 +90,26 @@ def _index(root: str, stamp: tuple) -> pd.DataFrame:
     return viz.run_index(root)
 
 
-def run_index(root: Path) -> pd.DataFrame:
-    """``replab.viz.run_index(root)``, recomputed only when a ``run.json`` under it changes."""
+@st.cache_data(show_spinner=False, max_entries=16)
+def _cards(root: str, stamp: tuple) -> dict:
+    return viz.world_cards(_index(root, stamp))
+
+
+def _stamp(root: Path) -> tuple:
+    """Every run.json under ``root`` with its modification time: the cache key of root-wide readers."""
     from replab.runs import find_runs
 
-    return _index(str(root), tuple((str(p), _mtime(p, "run.json")) for p in find_runs(root)))
+    return tuple((str(p), _mtime(p, "run.json")) for p in find_runs(root))
+
+
+def run_index(root: Path) -> pd.DataFrame:
+    """``replab.viz.run_index(root)``, recomputed only when a ``run.json`` under it changes."""
+    return _index(str(root), _stamp(root))
+
+
+def world_cards(root: Path) -> dict:
+    """``replab.viz.world_cards`` of the runs under ``root``, re-read only when a ``run.json`` changes."""
+    return _cards(str(root), _stamp(root))
 
 
 def pick_run(index: pd.DataFrame, kind: str | tuple[str, ...], label: str, key: str) -> Path:

@@ -18,7 +18,7 @@ import torch
 
 from replab.datasets import PromptSet, TextCorpus
 from replab.errors import DataError
-from replab.models.tokens import TokenBatch, tokenize
+from replab.models.tokens import TokenBatch, encode, tokenize
 
 DEFAULT_CONTEXT = 128
 
@@ -96,7 +96,7 @@ class CorpusSource:
         limit = None if self.max_tokens is None else self.max_tokens // self.context
         made, pending, at = 0, [], 0
         for doc in self.corpus.documents:
-            pending = pending[at:] + model.to_tokens(doc, truncate=False, move_to_device=False)[0].tolist()
+            pending = pending[at:] + encode(model, doc)
             at = 0
             while True:
                 skip = 1 if at < len(pending) and pending[at] == bos else 0

@@ -50,11 +50,12 @@ class PromptSet:
 
             bad = [i for i, t in enumerate(self.targets) if not isinstance(t, (int, float)) or not math.isfinite(t)]
             if bad:
-                raise DataError(f"Prompt set {self.name!r}: target of row {bad[0]} is {self.targets[bad[0]]!r}, not a finite number.")
+                raise DataError(f"Prompt set {self.name!r}, row {bad[0] + 1}: target is {self.targets[bad[0]]!r}, "
+                                "not a finite number.")
         if self.subjects is not None:
             for i, (t, s) in enumerate(zip(self.texts, self.subjects)):
                 if s and s not in t:
-                    raise DataError(f"Prompt set {self.name!r}, row {i}: subject {s!r} does not occur in {t!r}.")
+                    raise DataError(f"Prompt set {self.name!r}, row {i + 1}: subject {s!r} does not occur in {t!r}.")
 
     def __len__(self) -> int:
         return len(self.texts)

@@ -30,6 +30,6 @@ def weights_hash(model) -> str:
         seen.add(id(p))
         t = p.detach().to("cpu").contiguous()
         h.update(f"{name}:{tuple(t.shape)}:{t.dtype}".encode())
-        h.update(t.view(torch.uint8).numpy().tobytes() if t.dtype != torch.bfloat16 else t.view(torch.int16).numpy().tobytes())
+        h.update(t.view(torch.uint8).numpy())  # raw bytes, any dtype (bf16 included)
     _HASHES[model] = digest = h.hexdigest()[:16]
     return digest

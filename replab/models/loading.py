@@ -26,6 +26,11 @@ def _resolve_dtype(dtype: str | torch.dtype | None) -> torch.dtype:
     return resolved
 
 
+def checkpoint_dir(name: str) -> Path:
+    """Where a model name would live on disk: the shipped world checkpoint, or the path itself."""
+    return WORLD_CHECKPOINT if name == "world" else Path(name).expanduser()
+
+
 def load_model(name_or_path: str | os.PathLike, *, device: str | None = None, dtype: str | torch.dtype | None = None):
     """Load a hooked ``TransformerBridge`` in eval mode.
 
@@ -46,7 +51,7 @@ def load_model(name_or_path: str | os.PathLike, *, device: str | None = None, dt
     from transformer_lens.model_bridge import TransformerBridge
 
     name = str(name_or_path)
-    source = WORLD_CHECKPOINT if name == "world" else Path(name).expanduser()
+    source = checkpoint_dir(name)
     is_local = name == "world" or source.is_dir()
     if name == "world" and not source.is_dir():
         raise ModelLoadError(
@@ -82,5 +87,5 @@ def load_model(name_or_path: str | os.PathLike, *, device: str | None = None, dt
             "for the shipped model."
         ) from None
     model.eval()
-    model.replab_name = "world" if name == "world" else name
+    model.replab_name = name
     return model

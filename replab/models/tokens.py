@@ -33,8 +33,9 @@ class TokenBatch:
         return (torch.arange(seq)[None, :] < self.lengths[:, None]).long()
 
 
-def _encode(model, text: str) -> list[int]:
-    return model.to_tokens(text, truncate=False)[0].tolist()
+def encode(model, text: str) -> list[int]:
+    """Token ids of ``text`` exactly as ``model(text)`` sees them (BOS included), kept on the CPU."""
+    return model.to_tokens(text, truncate=False, move_to_device=False)[0].tolist()
 
 
 def tokenize(model, texts: Sequence[str]) -> TokenBatch:
@@ -43,7 +44,7 @@ def tokenize(model, texts: Sequence[str]) -> TokenBatch:
     Raises:
         DataError: a text is longer than the model's context.
     """
-    ids = [_encode(model, t) for t in texts]
+    ids = [encode(model, t) for t in texts]
     n_ctx = getattr(model.cfg, "n_ctx", None)
     for i, row in enumerate(ids):
         if n_ctx and len(row) > n_ctx:
@@ -74,4 +75,4 @@ def subject_last_index(model, text: str, subject: str) -> int:
     start = text.find(subject)
     if start < 0 or not subject:
         raise DataError(f"Subject {subject!r} does not occur in prompt {text!r}; fix the subject column.")
-    return len(_encode(model, text[: start + len(subject)])) - 1
+    return len(encode(model, text[: start + len(subject)])) - 1

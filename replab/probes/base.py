@@ -171,6 +171,11 @@ class Probe(abc.ABC):
         self._check_fitted()
         return unit(self.coef_)
 
+    @property
+    def directions(self) -> np.ndarray:
+        """Unit direction per weight row ``[k, d]``: ``direction[None]`` unless the probe has several."""
+        return self.direction[None]
+
     @abc.abstractmethod
     def cross_validate(self, X: torch.Tensor, targets: Mapping[str, np.ndarray], folds: Folds, *,
                        refit=None) -> dict[str, np.ndarray]:

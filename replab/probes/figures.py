@@ -8,22 +8,17 @@ layer get one line each.
 
 from __future__ import annotations
 
-import re
-
 import pandas as pd
 
-_LAYER = re.compile(r"^blocks\.\d+\.")
+from replab.models.hooks import hook_site
+
 _DASH = {"task": "solid", "control": "dash", "shuffled": "dot"}
-_COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf")
-
-
-def _site(hook: str) -> str:
-    return _LAYER.sub("blocks.*.", hook)
+COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf")
 
 
 def _with_x(table: pd.DataFrame) -> pd.DataFrame:
     t = table.copy()
-    t["site"] = t["hook"].map(_site)
+    t["site"] = t["hook"].map(hook_site)
     # hooks outside the blocks (embeddings) sit left of layer 0
     t["x"] = t["layer"].astype(float).fillna(-1.0)
     return t.sort_values("x")
@@ -36,7 +31,7 @@ def _lines(table: pd.DataFrame, value: str, error: str | None, tasks: tuple[str,
     fig = go.Figure()
     multi_site = t["site"].nunique() > 1
     for i, ((probe, site), g) in enumerate(t.groupby(["probe", "site"], sort=False)):
-        colour = _COLOURS[i % len(_COLOURS)]
+        colour = COLOURS[i % len(COLOURS)]
         label = f"{probe} ({site})" if multi_site else probe
         for task in tasks:
             s = g[g["task"] == task]

@@ -15,7 +15,6 @@ import numpy as np
 
 from replab.errors import DataError
 from replab.probes.base import Probe, probe_types
-from replab.probes.logistic import LogisticProbe
 from replab.runs import atomic_write_bytes, atomic_write_json
 
 FORMAT = "replab.probe"
@@ -38,8 +37,7 @@ def probe_files(probe: Probe) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         "tensors": sorted(tensors),
         "directions": "unit direction(s) [k, d] in activation coordinates (k = 1 except multiclass logistic)",
     }
-    directions = probe.directions if isinstance(probe, LogisticProbe) else probe.direction[None]
-    tensors = {**tensors, "directions": directions}
+    tensors = {**tensors, "directions": probe.directions}
     return {k: np.ascontiguousarray(v if np.asarray(v).dtype == np.float64 else np.asarray(v, dtype=np.float32))
             for k, v in tensors.items()}, doc
 

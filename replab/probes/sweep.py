@@ -7,7 +7,6 @@ the figures, the best probe of each hook refitted on all rows, and optionally MD
 
 from __future__ import annotations
 
-import fnmatch
 import math
 import warnings
 from collections.abc import Mapping, Sequence
@@ -20,7 +19,7 @@ import torch
 from tqdm.auto import tqdm
 
 from replab.errors import DataError, HookNameError
-from replab.models.hooks import hook_layer
+from replab.models.hooks import expand_patterns, hook_layer
 from replab.probes.base import Probe, as_features, as_values, encode_labels
 from replab.probes.baselines import control_labels, shuffled_labels
 from replab.probes.figures import probe_figures
@@ -138,14 +137,11 @@ def _column(data: _Data, spec, what: str) -> np.ndarray | None:
 def _select_hooks(available: list[str], hooks) -> list[str]:
     if hooks is None:
         return list(available)
-    patterns = [hooks] if isinstance(hooks, str) else list(hooks)
-    out: list[str] = []
-    for pat in patterns:
-        matched = [h for h in available if fnmatch.fnmatchcase(h, pat)]
-        if not matched:
-            raise HookNameError(f"Hook {pat!r} matches nothing in the store; it holds: {', '.join(available)}.")
-        out.extend(h for h in matched if h not in out)
-    return out
+
+    def missing(pat: str) -> list[str]:
+        raise HookNameError(f"Hook {pat!r} matches nothing in the store; it holds: {', '.join(available)}.")
+
+    return expand_patterns([hooks] if isinstance(hooks, str) else list(hooks), available, missing)
 
 
 def _control_types(data: _Data, control_by) -> np.ndarray:

@@ -125,6 +125,13 @@ class TrainOutput:
     l0: torch.Tensor
     fired: torch.Tensor
 
+    @classmethod
+    def from_terms(cls, terms: dict[str, torch.Tensor], x_hat: torch.Tensor, l0: torch.Tensor,
+                   fired: torch.Tensor) -> "TrainOutput":
+        """The loss is the sum of ``terms``; the terms are kept detached for logging."""
+        return cls(loss=torch.stack(list(terms.values())).sum(), x_hat=x_hat,
+                   terms={k: v.detach() for k, v in terms.items()}, l0=l0, fired=fired)
+
 
 class SAE(nn.Module, metaclass=abc.ABCMeta):
     """Base class: ``encode`` ``[..., d_in] -> [..., d_sae]``, ``decode`` back, ``forward`` both.
@@ -213,9 +220,7 @@ class SAE(nn.Module, metaclass=abc.ABCMeta):
         terms = {"mse": (x_hat - x).pow(2).sum(-1).mean()}
         terms.update(self.aux_losses(x, x_hat, acts, pre, ctx))
         active = acts.detach() > 0
-        return TrainOutput(loss=torch.stack(list(terms.values())).sum(), x_hat=x_hat,
-                           terms={k: v.detach() for k, v in terms.items()},
-                           l0=active.sum(-1).float().mean(), fired=active.any(0))
+        return TrainOutput.from_terms(terms, x_hat, active.sum(-1).float().mean(), active.any(0))
 
     @torch.no_grad()
     def constrain_gradients(self) -> None:

@@ -15,6 +15,7 @@ import torch
 
 from replab.errors import DataError
 from replab.saes.base import SAEConfig
+from replab.saes.jumprelu import ThresholdActivation
 from replab.saes.registry import register
 from replab.saes.sparse import Selection
 from replab.saes.topk import TopKConfig, TopKSAE
@@ -37,7 +38,7 @@ class BatchTopKConfig(TopKConfig):
 
 
 @register
-class BatchTopKSAE(TopKSAE):
+class BatchTopKSAE(ThresholdActivation, TopKSAE):
     """Training: batch-level TopK. Inference: ``ReLU(pre) * (pre > threshold)``."""
 
     architecture = "batchtopk"
@@ -48,9 +49,6 @@ class BatchTopKSAE(TopKSAE):
         super().__init__(cfg)
         # float64 as in SAELens: the EMA of small values loses precision in float32
         self.register_buffer("threshold", torch.zeros((), dtype=torch.float64))
-
-    def activation(self, pre: torch.Tensor) -> torch.Tensor:
-        return pre.relu() * (pre > self.threshold.to(pre.dtype))
 
     def select(self, pre: torch.Tensor) -> Selection:
         """The ``k * batch`` largest ReLU'd pre-activations of the batch; updates the threshold EMA."""
@@ -65,11 +63,6 @@ class BatchTopKSAE(TopKSAE):
         if positive.numel():
             rate = self.cfg.threshold_ema
             self.threshold.mul_(1 - rate).add_(rate * positive.min().double())
-
-    @torch.no_grad()
-    def fold_input_scale(self, scale: float) -> None:
-        super().fold_input_scale(scale)
-        self.threshold /= scale
 
     def saelens_config(self) -> tuple[str, dict[str, Any]]:
         """Written as ``jumprelu`` with the base fields; ``k`` kept in metadata for the record."""

@@ -63,19 +63,26 @@ def activation_metrics(sae: SAE, source: Rows, *, batch_size: int = 4096, max_ro
     }
 
 
+def has_own_prompts(source: Rows | None) -> bool:
+    """Whether a store can be scored for CE by itself: it holds its prompts' ``text``, or it was
+    captured at every position of its contexts (which ``token_contexts`` then rebuilds)."""
+    meta = source.metadata if source is not None else None
+    return meta is not None and ("text" in meta.columns or source.store.manifest.get("positions") == "all")
+
+
 def prompt_texts(prompts, source: Rows | None, max_prompts: int) -> list[str] | list[list[int]]:
     """What to compute CE on: a list, a TextCorpus/PromptSet, the store's ``text`` metadata, or
     (a corpus store captured at every position) the store's own token contexts."""
     from replab.datasets import PromptSet, TextCorpus
 
     if prompts is None:
-        meta = source.metadata if source is not None else None
-        if meta is not None and "text" not in meta.columns and source.store.manifest.get("positions") == "all":
-            return source.store.token_contexts(limit=max_prompts)
-        if meta is None or "text" not in meta.columns:
+        if not has_own_prompts(source):
             raise DataError(
                 "CE metrics need prompts: pass prompts=[...] (texts or a TextCorpus); this data has no 'text' metadata."
             )
+        meta = source.metadata
+        if "text" not in meta.columns:
+            return source.store.token_contexts(limit=max_prompts)
         texts = meta.drop_duplicates("prompt_index").sort_values("prompt_index")["text"].astype(str).tolist()
     elif isinstance(prompts, TextCorpus):
         texts = list(prompts.documents)

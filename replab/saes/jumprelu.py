@@ -55,6 +55,20 @@ class _Step(torch.autograd.Function):
         return None, (-(1.0 / eps) * _rectangle((x - threshold) / eps) * grad).sum(0), None
 
 
+class ThresholdActivation:
+    """Inference ``ReLU(pre) * (pre > threshold)`` and its input-scale folding (JumpReLU, BatchTopK)."""
+
+    threshold: torch.Tensor
+
+    def activation(self, pre: torch.Tensor) -> torch.Tensor:
+        return pre.relu() * (pre > self.threshold.to(pre.dtype))
+
+    @torch.no_grad()
+    def fold_input_scale(self, scale: float) -> None:
+        super().fold_input_scale(scale)
+        self.threshold /= scale
+
+
 @dataclass(frozen=True)
 class JumpReLUConfig(SAEConfig):
     """JumpReLU settings.
@@ -84,7 +98,7 @@ class JumpReLUConfig(SAEConfig):
 
 
 @register
-class JumpReLUSAE(EncoderSAE):
+class JumpReLUSAE(ThresholdActivation, EncoderSAE):
     """``f = ReLU(pre) * (pre > threshold)`` with a learned ``threshold`` [d_sae]."""
 
     architecture = "jumprelu"
@@ -99,9 +113,6 @@ class JumpReLUSAE(EncoderSAE):
     def init_weights(self, generator: torch.Generator) -> None:
         super().init_weights(generator)
         self.threshold.fill_(self.cfg.init_threshold)
-
-    def activation(self, pre: torch.Tensor) -> torch.Tensor:
-        return pre.relu() * (pre > self.threshold)
 
     def train_encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         pre = self.pre_acts(x)
@@ -118,11 +129,6 @@ class JumpReLUSAE(EncoderSAE):
     def constrain_weights(self) -> None:
         super().constrain_weights()
         self.threshold.clamp_(min=0.0)
-
-    @torch.no_grad()
-    def fold_input_scale(self, scale: float) -> None:
-        super().fold_input_scale(scale)
-        self.threshold /= scale
 
     @classmethod
     def from_saelens(cls, cfg, tensors, source: str = ""):

@@ -89,11 +89,10 @@ class MatchingPursuitSAE(SAE):
         """
         x = self.check_input(x)
         idx, values, residual = self._pursue(self.sae_in(x), self.cfg.k, 0.0, False)
-        mse = residual.pow(2).sum(-1).mean()
         with torch.no_grad():
             active = self._codes(idx, values) > 0
-        return TrainOutput(loss=mse, x_hat=x - residual, terms={"mse": mse.detach()},
-                           l0=active.sum(-1).float().mean(), fired=active.any(0))
+        return TrainOutput.from_terms({"mse": residual.pow(2).sum(-1).mean()}, x - residual,
+                                      active.sum(-1).float().mean(), active.any(0))
 
     def decode(self, acts: torch.Tensor) -> torch.Tensor:
         """``acts @ W_dec`` (+ ``b_dec`` when it was subtracted at the input, as in SAELens)."""

@@ -6,7 +6,6 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from replab.models.hooks import hook_layer
 from replab.runs import Run
 
 
@@ -22,11 +21,10 @@ def train_store_sae(store, *, architecture: str, d_sae: int, out: str | os.PathL
     """
     from replab.saes import analyze_features, create, evaluate, train
     from replab.saes.data import rows
+    from replab.saes.evaluate import has_own_prompts
 
     source = rows(store, hook)
-    metadata = {"model_name": (store.manifest or {}).get("model"), "hook_name": source.hook,
-                "hook_layer": hook_layer(source.hook), "store": str(store.path)}
-    sae = create(architecture, source.d, d_sae, seed=seed, metadata=metadata, **dict(arch_config or {}))
+    sae = create(architecture, source.d, d_sae, seed=seed, **dict(arch_config or {}))  # train adds the metadata
     config = dict(run_config) if run_config is not None else {
         "store": str(store.path), "hook": source.hook, "arch": architecture, "d_sae": d_sae, "steps": steps,
         "tokens": tokens, "lr": lr, "batch_size": batch_size, "seed": seed, **dict(arch_config or {})}
@@ -35,9 +33,8 @@ def train_store_sae(store, *, architecture: str, d_sae: int, out: str | os.PathL
         result = train(sae, store, hook=source.hook, batch_size=batch_size, steps=steps, tokens=tokens, lr=lr,
                        out=run, resume=resume, seed=seed, normalize=normalize, checkpoint_every=checkpoint_every,
                        device=device)
-    can_score = "text" in store.metadata.columns or store.manifest.get("positions") == "all"
     with run.timer("evaluate"):
-        metrics = evaluate(result.sae, store, hook=source.hook, model=model if can_score else None,
+        metrics = evaluate(result.sae, store, hook=source.hook, model=model if has_own_prompts(source) else None,
                            max_prompts=eval_prompts)
     run.log_metrics(metrics)
     with run.timer("features"):

@@ -74,9 +74,8 @@ class TopKSAE(EncoderSAE):
         n_dead = int(dead.sum()) if dead is not None else 0
         # always logged, 0 while no latent is dead, so the training log keeps one schema
         terms["auxk"] = self._auxk(sae_in, pre, dead, n_dead, (x - x_hat).detach()) if n_dead else x_hat.new_zeros(())
-        return TrainOutput(loss=torch.stack(list(terms.values())).sum(), x_hat=x_hat,
-                           terms={k: v.detach() for k, v in terms.items()},
-                           l0=(values.detach() > 0).sum() / x.shape[0], fired=sel.fired(values.detach()))
+        return TrainOutput.from_terms(terms, x_hat, (values.detach() > 0).sum() / x.shape[0],
+                                      sel.fired(values.detach()))
 
     def _auxk(self, sae_in, pre, dead, n_dead: int, residual) -> torch.Tensor:
         """AuxK: the top ``aux_k`` dead latents of each row reconstruct the residual ``x - x_hat``."""

@@ -14,7 +14,7 @@ from typing import Any
 import pandas as pd
 
 from replab.errors import ReplabError, RunDirError
-from replab.runs import Run, find_runs, read_json
+from replab.runs import Run, find_runs, read_json, read_run_info, run_problem
 
 # Metrics shown next to each run in the index, by kind (other kinds: their first five metrics).
 KEY_METRICS = {
@@ -57,16 +57,11 @@ def run_index(root: str | os.PathLike) -> pd.DataFrame:
     for path in find_runs(root):
         row = {"name": str(path.relative_to(root)), "path": str(path), "problem": ""}
         try:
-            info = read_json(path / "run.json", "run.json of")
-            if not isinstance(info, dict) or "kind" not in info:
-                raise RunDirError(f"{path / 'run.json'} is not a replab run.json (no 'kind'); re-run the command.")
+            info = read_run_info(path)
         except RunDirError as exc:
             rows.append({**row, "kind": "?", "status": "corrupt", "problem": str(exc)})
             continue
-        try:
-            Run.open(path)
-        except RunDirError as exc:
-            row["problem"] = str(exc)
+        row["problem"] = run_problem(path, info)
         model = info.get("model") or {}
         rows.append({**row, "kind": info["kind"], "status": info.get("status", "?"),
                      "model": model.get("id") or (info.get("config") or {}).get("model") or "",

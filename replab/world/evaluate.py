@@ -32,16 +32,22 @@ CANONICAL = (
 
 
 @torch.no_grad()
+def _batched_logits(model, texts: Sequence[str], batch_size: int, progress: bool = False):
+    """``(offset, TokenBatch, logits)`` for right-padded batches of ``texts``, in order."""
+    for i in tqdm(range(0, len(texts), batch_size), desc="eval", unit="batch", disable=not progress):
+        batch = tokenize(model, texts[i:i + batch_size])
+        yield i, batch, model(batch.tokens, attention_mask=batch.attention_mask)
+
+
 def completion_correct(model, prompts: Sequence[str], answers: Sequence[str], batch_size: int = 256,
                        progress: bool = False) -> torch.Tensor:
     """``[n]`` bool: does greedy decoding after each prompt reproduce its answer exactly?"""
     out = []
-    for i in tqdm(range(0, len(prompts), batch_size), desc="eval", unit="batch", disable=not progress):
-        ps, ans = prompts[i:i + batch_size], answers[i:i + batch_size]
-        n_prompt = tokenize(model, ps).lengths
-        full = tokenize(model, [p + a for p, a in zip(ps, ans)])
-        pred = model(full.tokens, attention_mask=full.attention_mask).argmax(-1)
-        for j in range(len(ps)):
+    full_texts = [p + a for p, a in zip(prompts, answers)]
+    for i, full, logits in _batched_logits(model, full_texts, batch_size, progress):
+        n_prompt = tokenize(model, prompts[i:i + batch_size]).lengths
+        pred = logits.argmax(-1)
+        for j in range(len(n_prompt)):
             start, end = int(n_prompt[j]), int(full.lengths[j])
             # logits at position t predict token t+1
             out.append(bool((pred[j, start - 1:end - 1] == full.tokens[j, start:end]).all()) and end > start)
@@ -49,13 +55,11 @@ def completion_correct(model, prompts: Sequence[str], answers: Sequence[str], ba
 
 
 def _top_token_in(model, prompts: Sequence[str], allowed: Sequence[set[int]], batch_size: int = 256) -> torch.Tensor:
+    """``[n]`` bool: is the top next token after each prompt one of its ``allowed`` ids?"""
     hits = []
-    with torch.no_grad():
-        for i in range(0, len(prompts), batch_size):
-            batch = tokenize(model, prompts[i:i + batch_size])
-            logits = model(batch.tokens, attention_mask=batch.attention_mask)
-            last = logits[torch.arange(len(batch.lengths)), batch.lengths - 1].argmax(-1)
-            hits.extend(int(t) in allowed[i + k] for k, t in enumerate(last))
+    for i, batch, logits in _batched_logits(model, prompts, batch_size):
+        last = logits[torch.arange(len(batch.lengths)), batch.lengths - 1].argmax(-1)
+        hits.extend(int(t) in allowed[i + k] for k, t in enumerate(last))
     return torch.tensor(hits)
 
 
@@ -132,14 +136,14 @@ def write_card(card: dict, directory: Path = CARD_DIR) -> Path:
 
 def run_world_eval(model, out) -> "Run":
     """Evaluate ``model`` and write a run directory (kind ``world-eval``) holding the world card."""
-    from replab.models.loading import WORLD_CHECKPOINT
+    from replab.models.loading import checkpoint_dir
     from replab.runs import Run
 
     name = getattr(model, "replab_name", "world")
     run = Run.create(out, "world-eval", {"model": name}, model=model)
     with run.timer("evaluate"):
         result = evaluate_world(model)
-    ckpt = WORLD_CHECKPOINT if name == "world" else Path(name)
+    ckpt = checkpoint_dir(name)
     training = json.loads((ckpt / "training.json").read_text()) if (ckpt / "training.json").is_file() else {}
     cfg = training.get("config", {})
     card = {

@@ -85,6 +85,7 @@ def sentiment_vocab() -> dict[str, tuple[str, ...]]:
     return {k: tuple(v) for k, v in _load("sentiment.json").items()}
 
 
+@lru_cache(maxsize=None)
 def first_names() -> tuple[str, ...]:
     return tuple(_load("names.json")["first_names"])
 

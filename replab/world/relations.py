@@ -8,7 +8,7 @@ with ``{o}.``; the prompt is everything before `` {o}`` and the answer is ``" " 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import lru_cache
 
 from replab.world import kb
@@ -44,7 +44,6 @@ class Relation:
     facts: tuple[Fact, ...]
     train_templates: tuple[str, ...]
     heldout_templates: tuple[str, ...]
-    meta: dict = field(default_factory=dict, hash=False, compare=False)
 
     def templates(self, split: str) -> tuple[str, ...]:
         return self.train_templates if split == "train" else self.heldout_templates

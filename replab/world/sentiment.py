@@ -31,7 +31,6 @@ ANSWER_TOKENS = {"positive": " great", "negative": " terrible"}
 class Review:
     text: str  # the full review, continuation included
     prompt: str  # everything before the continuation
-    continuation: str  # " great"
     label: str  # "positive" | "negative"
     adjective: str
 
@@ -48,5 +47,4 @@ def make_review(rng: random.Random, split: str = "train", label: str | None = No
                   item=rng.choice(v["items"]), adj=adj)
     head = template.partition(" {cont}")[0]
     prompt = head.format(**fields)
-    return Review(text=template.format(cont=cont, **fields), prompt=prompt, continuation=" " + cont,
-                  label=label, adjective=adj)
+    return Review(text=template.format(cont=cont, **fields), prompt=prompt, label=label, adjective=adj)

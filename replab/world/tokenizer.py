@@ -33,12 +33,11 @@ def word_counts(texts: Iterable[str]) -> Counter:
     return counts
 
 
-def build_tokenizer(texts: Iterable[str], extra_words: Iterable[str] = ()):
+def build_tokenizer(texts: Iterable[str]):
     """Build a ``PreTrainedTokenizerFast`` whose vocabulary is every word in ``texts``.
 
     Args:
         texts: the corpus (and any prompts that must tokenise without ``<unk>``).
-        extra_words: additional surface strings (e.g. ``" Paris"``) to include.
 
     Returns:
         A fast tokenizer; save it with ``save_pretrained(dir)`` next to the model.
@@ -47,7 +46,6 @@ def build_tokenizer(texts: Iterable[str], extra_words: Iterable[str] = ()):
     from transformers import PreTrainedTokenizerFast
 
     counts = word_counts(texts)
-    counts.update(word_counts(extra_words))
     words = sorted(counts, key=lambda w: (-counts[w], w))
     vocab = {w: i for i, w in enumerate([*SPECIALS, *[w for w in words if w not in SPECIALS]])}
     tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token=UNK))
