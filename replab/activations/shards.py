@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from replab.dtypes import DTYPES
 from replab.errors import StoreError
 from replab.runs import atomic_write_json
 
@@ -41,7 +42,6 @@ META_COLUMNS = ("prompt_index", "position", "token_id")
 IDENTITY = ("format_version", "model", "model_hash", "hooks", "dtype", "positions", "source", "shard_mb")
 
 _STORAGE = {"float32": np.dtype("<f4"), "float16": np.dtype("<f2"), "bfloat16": np.dtype("<u2")}
-_TORCH = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 _META = np.dtype("<i8")
 _HASH_CHUNK = 1 << 24
 
@@ -60,12 +60,12 @@ def itemsize(dtype: str) -> int:
 
 def torch_dtype(dtype: str) -> torch.dtype:
     """The torch dtype activations are rounded to for a store dtype name."""
-    return _TORCH[dtype]
+    return DTYPES[dtype]
 
 
 def encode(x: torch.Tensor, dtype: str) -> np.ndarray:
     """Round ``x`` [rows, d] to the store dtype and return its bytes' numpy view (bf16 as uint16 bits)."""
-    t = x.detach().to(_TORCH[dtype]).cpu().contiguous()
+    t = x.detach().to(DTYPES[dtype]).cpu().contiguous()
     return t.view(torch.int16).numpy().view(np.uint16) if dtype == "bfloat16" else t.numpy()
 
 

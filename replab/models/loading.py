@@ -7,23 +7,10 @@ from pathlib import Path
 
 import torch
 
+from replab.dtypes import parse_dtype
 from replab.errors import ModelLoadError
 
 WORLD_CHECKPOINT = Path(__file__).resolve().parent.parent / "world" / "checkpoint"
-
-
-def _resolve_dtype(dtype: str | torch.dtype | None) -> torch.dtype:
-    if dtype is None:
-        return torch.float32
-    if isinstance(dtype, torch.dtype):
-        return dtype
-    try:
-        resolved = getattr(torch, str(dtype).replace("torch.", ""))
-    except AttributeError:
-        resolved = None
-    if not isinstance(resolved, torch.dtype):
-        raise ModelLoadError(f"Unknown dtype {dtype!r}; use float32, float16 or bfloat16.")
-    return resolved
 
 
 def checkpoint_dir(name: str) -> Path:
@@ -64,8 +51,9 @@ def load_model(name_or_path: str | os.PathLike, *, device: str | None = None, dt
             "Save one with model.save_pretrained(dir) and tokenizer.save_pretrained(dir)."
         )
     target = str(source) if is_local else name
+    torch_dtype = parse_dtype(dtype or "float32", what="model dtype", error=ModelLoadError)
     try:
-        model = TransformerBridge.boot_transformers(target, device=device or "cpu", dtype=_resolve_dtype(dtype))
+        model = TransformerBridge.boot_transformers(target, device=device or "cpu", dtype=torch_dtype)
     except Exception as exc:  # transformers/hub raise many types; summarise them in one message
         offline = os.environ.get("HF_HUB_OFFLINE") == "1" or os.environ.get("TRANSFORMERS_OFFLINE") == "1"
         if is_local:

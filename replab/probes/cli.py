@@ -166,12 +166,12 @@ def probe_store(store, out, *, probes=("logistic",), target=None, hooks=None, cv
         if prompts is None:
             prompts = store_prompts(store)
         chosen, probe = top, res.probes[top["hook"]]
-        if causal_probe is not None and make_probe(causal_probe).name != top["probe"]:
-            kind = make_probe(causal_probe).name
+        kind = make_probe(causal_probe).name if causal_probe is not None else top["probe"]
+        if kind != top["probe"]:
             if kind not in set(res.table["probe"]):
                 raise DataError(f"causal_probe {causal_probe!r} was not swept; add it to probes={list(probes)}.")
             chosen = top_row(res.table, probe=kind)
-            probe = make_probe(causal_probe).fit_store(store, chosen["hook"], target=target)
+            probe = res.fitted[(chosen["hook"], kind)]  # fitted on all rows by the sweep
         with run.timer("causal"):
             result = causal_check(model, prompts, probe, mode="ablate", n_random=n_random, seed=seed,
                                   answer_tokens=answer_tokens)

@@ -84,12 +84,12 @@ class MeanDiffProbe(Probe):
             )
         Xc, x_mean = center(Xt)
         pos = torch.from_numpy(idx == 1).to(Xc.device)
-        w, thr = mass_mean(Xc[pos].sum(0), int(pos.sum()), Xc[~pos].sum(0), int((~pos).sum()),
-                           gram=Xc.T @ Xc if self.iid else None, rcond=self.rcond)
+        (s_pos, n_pos), (s_neg, n_neg) = ((Xc[m].sum(0), int(m.sum())) for m in (pos, ~pos))
+        w, thr = mass_mean(s_pos, n_pos, s_neg, n_neg, gram=Xc.T @ Xc if self.iid else None, rcond=self.rcond)
         self.classes_ = classes
         self.coef_ = w.cpu().numpy()
         self.threshold_ = float(thr + w @ x_mean)  # back to uncentred coordinates
-        self.mean_diff_ = (Xc[pos].mean(0) - Xc[~pos].mean(0)).cpu().numpy()
+        self.mean_diff_ = (s_pos / n_pos - s_neg / n_neg).cpu().numpy()
         self.d_ = Xt.shape[1]
         self._provenance(hook, position, model)
         return self

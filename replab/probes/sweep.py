@@ -69,6 +69,8 @@ class SweepResult:
         figure: metric by layer (the ``metric_by_layer`` entry of ``figures``).
         figures: every figure of ``probe_figures``, keyed by file name.
         probes: hook -> the best probe type on that hook, refitted on all rows.
+        fitted: (hook, probe name) -> every probe type on every hook, refitted on all rows
+            (``probes`` holds the winners among them).
         mdl: with ``mdl=True``, one row per hook x task (task, control) with codelength,
             uniform_codelength, compression, n.
         config: the settings, for run directories.
@@ -77,6 +79,7 @@ class SweepResult:
     table: pd.DataFrame
     figures: dict
     probes: dict[str, Probe]
+    fitted: dict[tuple[str, str], Probe] = field(default_factory=dict)
     mdl: pd.DataFrame | None = None
     config: dict[str, Any] = field(default_factory=dict)
 
@@ -261,6 +264,7 @@ def sweep(
     rows: list[dict[str, Any]] = []
     mdl_rows: list[dict[str, Any]] = []
     best: dict[str, Probe] = {}
+    every: dict[tuple[str, str], Probe] = {}
     bar = tqdm(total=len(hook_list), desc="probe sweep", unit="hook", disable=not progress)
     for chunk in _hook_batches(data, hook_list, layers_per_batch, device):
         Xs = [as_features(data.arrays[h], what=f"Activations of {h}").to(device) for h in chunk]
@@ -279,13 +283,14 @@ def sweep(
                         diff = sc - scores["control"]
                         row.update(selectivity=float(diff.mean()), selectivity_std=float(diff.std()))
                     rows.append(row)
-            winner = fitted[max(means, key=means.get)]
-            winner._provenance(hook, position, model)
-            winner.meta.update({"layer": layer, "target": target if isinstance(target, str) else "array",
-                                "cv_metric": winner.metric, "cv_mean": float(means[winner.name]),
-                                **({"model_hash": data.manifest["model_hash"]} if data.manifest.get("model_hash")
-                                   else {})})
-            best[hook] = winner
+            for name, probe in fitted.items():
+                probe._provenance(hook, position, model)
+                probe.meta.update({"layer": layer, "target": target if isinstance(target, str) else "array",
+                                   "cv_metric": probe.metric, "cv_mean": float(means[name]),
+                                   **({"model_hash": data.manifest["model_hash"]}
+                                      if data.manifest.get("model_hash") else {})})
+                every[(hook, name)] = probe
+            best[hook] = fitted[max(means, key=means.get)]
             if mdl:
                 for t in ("task", "control") if control else ("task",):
                     r = online_codelength(X, targets[t], classes=np.arange(len(classes)), seed=seed, C=mdl_C)
@@ -302,4 +307,4 @@ def sweep(
               "control": control, "control_by": control_by if isinstance(control_by, str) or control_by is None
               else "array", "shuffled": shuffled, "mdl": mdl, "seed": seed, "n": data.n,
               "store_model": model, "store_model_hash": data.manifest.get("model_hash"), "position": position}
-    return SweepResult(table=table, figures=probe_figures(table, mdl_table), probes=best, mdl=mdl_table, config=config)
+    return SweepResult(table=table, figures=probe_figures(table, mdl_table), probes=best, fitted=every, mdl=mdl_table, config=config)

@@ -17,9 +17,9 @@ from typing import Any, ClassVar, TypeVar
 import torch
 from torch import nn
 
+from replab import dtypes
 from replab.errors import DataError
 
-DTYPES = {"float32": torch.float32, "float64": torch.float64, "float16": torch.float16, "bfloat16": torch.bfloat16}
 # SAELens values of ``normalize_activations`` that apply no run-time transform inside the SAE.
 NO_RUNTIME_NORMALIZATION = ("none", "expected_average_only_in")
 
@@ -27,13 +27,8 @@ C = TypeVar("C", bound="SAEConfig")
 
 
 def parse_dtype(name: str | torch.dtype) -> torch.dtype:
-    """``"float32"`` / ``"torch.float32"`` / ``torch.float32`` -> ``torch.float32``."""
-    if isinstance(name, torch.dtype):
-        return name
-    key = str(name).replace("torch.", "")
-    if key not in DTYPES:
-        raise DataError(f"Unsupported SAE dtype {name!r}; use one of {', '.join(DTYPES)}.")
-    return DTYPES[key]
+    """An SAE parameter dtype (``"float32"``, ``"torch.bfloat16"``, ``torch.float16``...)."""
+    return dtypes.parse_dtype(name, what="SAE dtype")
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,22 @@
+"""Dtype names as replab's configs, stores and CLIs spell them, resolved to torch dtypes in one place."""
+
+from __future__ import annotations
+
+import torch
+
+from replab.errors import DataError, ReplabError
+
+DTYPES = {"float32": torch.float32, "float64": torch.float64, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+def parse_dtype(name: str | torch.dtype, *, allowed: tuple[str, ...] = tuple(DTYPES), what: str = "dtype",
+                error: type[ReplabError] = DataError) -> torch.dtype:
+    """``"float32"`` / ``"torch.float32"`` / ``torch.float32`` -> ``torch.float32``.
+
+    Raises:
+        error: the name is not one of ``allowed`` (the message lists them).
+    """
+    key = str(name).replace("torch.", "")
+    if key not in allowed:
+        raise error(f"Unsupported {what} {name!r}; use one of {', '.join(allowed)}.")
+    return DTYPES[key]
