@@ -51,7 +51,7 @@ def _docs(n_docs: int, seed: int = 0) -> list[str]:
 
 
 def _contexts(model, corpus, tokens: int):
-    from replab.activations.sources import CorpusSource
+    from replab.models.sources import CorpusSource
 
     return [b.tokens.tokens for b in CorpusSource(corpus, CONTEXT, tokens).batches(model, 0, BATCH)]
 

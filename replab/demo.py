@@ -21,8 +21,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-
 from replab.errors import RunDirError
 from replab.runs import Run
 
@@ -54,11 +52,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def show_completions(model, prompts, k: int = 5) -> None:
     """Print each prompt's top-k next tokens with probabilities."""
-    for prompt in prompts:
-        probs = torch.softmax(model(prompt)[0, -1].float(), -1)
-        top = probs.topk(k)
-        alts = "  ".join(f"{model.tokenizer.decode([int(i)])!r} {p:.2f}" for p, i in zip(top.values, top.indices))
-        print(f"  {prompt!r:32s} -> {alts}", flush=True)
+    from replab.models import run_batches
+
+    for fb in run_batches(model, list(prompts), positions="last", logits="logprobs"):
+        for i, logp in zip(fb.items.tolist(), fb.logits):
+            top = logp.exp().topk(k)
+            alts = "  ".join(f"{model.tokenizer.decode([int(t)])!r} {p:.2f}" for p, t in zip(top.values, top.indices))
+            print(f"  {prompts[i]!r:32s} -> {alts}", flush=True)
 
 
 def _complete(path: Path) -> bool:

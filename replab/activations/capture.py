@@ -9,91 +9,24 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from replab.activations import shards
-from replab.activations.positions import PositionFn, Positions
-from replab.activations.sources import Batch, as_source
 from replab.activations.store import ActivationStore
 from replab.datasets import PromptSet, TextCorpus
 from replab.errors import DataError, StoreError
+from replab.models.forward import ForwardBatch, hook_widths, run_batches
 from replab.models.hooks import resolve_hooks
 from replab.models.identity import model_id, weights_hash
+from replab.models.positions import PositionFn, Positions
+from replab.models.sources import as_source
 from replab.runs import Run
 
 
-class _Stop(Exception):
-    """Raised by the last requested hook: nothing the forward computes after it is stored."""
-
-
-class _Recorder:
-    """Forward hooks keeping the selected rows ``[rows, d]`` of each requested hook.
-
-    Once every requested hook has fired the forward is stopped, so only the layers up to the
-    deepest requested hook run (ln_final and unembed too when they were asked for).
-    """
-
-    def __init__(self, model, hooks: list[str]):
-        self.model = model
-        self.hooks = hooks
-        self.out: dict[str, torch.Tensor] = {}
-        self._select: tuple[torch.Tensor, torch.Tensor] | None = None
-        self._shape: tuple[int, ...] = ()
-
-    def __enter__(self) -> "_Recorder":
-        self._handles = [self.model.hook_dict[h].register_forward_hook(partial(self._take, h)) for h in self.hooks]
-        return self
-
-    def __exit__(self, *exc) -> None:
-        for handle in self._handles:
-            handle.remove()
-
-    def _take(self, name: str, module, inputs, output: torch.Tensor) -> None:
-        if output.ndim < 3 or tuple(output.shape[:2]) != self._shape:
-            raise DataError(
-                f"Hook {name} has shape {tuple(output.shape)}, not [batch, position, ...] for tokens of shape "
-                f"{self._shape}; a store holds one row per token. Capture a per-token hook instead "
-                "(e.g. attn.hook_z rather than attn.hook_pattern)."
-            )
-        item, pos = self._select
-        self.out[name] = output[item, pos].reshape(len(item), -1)
-        if len(self.out) == len(self.hooks):
-            raise _Stop
-
-    def run(self, tokens: torch.Tensor, item: torch.Tensor, pos: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Forward ``tokens`` [batch, seq] and return hook -> activations at ``(item, pos)`` [rows, d]."""
-        device = next(self.model.parameters()).device
-        self.out, self._shape = {}, tuple(tokens.shape)
-        self._select = (item.to(device), pos.to(device))
-        try:
-            self.model(tokens.to(device))
-        except _Stop:
-            pass
-        missing = [h for h in self.hooks if h not in self.out]
-        if missing:
-            raise StoreError(f"Hooks {missing} did not fire during the forward pass; they cannot be captured.")
-        return self.out
-
-
-def _dims(recorder: _Recorder) -> dict[str, int]:
-    """Values per row of each hook, from two tiny forwards of different lengths (which also
-    rejects hooks whose second axis is not the token position, e.g. attention patterns)."""
-    dims: dict[str, int] = {}
-    for n in (3, 4):
-        tokens = torch.zeros((1, n), dtype=torch.long)
-        out = recorder.run(tokens, torch.zeros(n, dtype=torch.long), torch.arange(n))
-        for h, x in out.items():
-            if dims.setdefault(h, x.shape[1]) != x.shape[1]:
-                raise DataError(f"Hook {h} changes width with the sequence length; it is not a per-token activation.")
-    return dims
-
-
-def _columns(batch: Batch, item: torch.Tensor, pos: torch.Tensor, acts: dict[str, torch.Tensor],
-             dtype: str) -> dict[str, np.ndarray]:
+def _columns(fb: ForwardBatch, acts: dict[str, torch.Tensor], dtype: str) -> dict[str, np.ndarray]:
     """One batch's rows as the store's files hold them: each hook ``[rows, d]`` encoded to
     ``dtype``, and ``meta.prompt_index`` / ``meta.position`` / ``meta.token_id`` ``[rows, 1]``."""
-    columns = {h: shards.encode(x, dtype) for h, x in acts.items()}
-    meta = {"prompt_index": item + batch.start, "position": pos, "token_id": batch.tokens.tokens[item, pos]}
+    columns = {h: shards.encode(x.reshape(x.shape[0], -1), dtype) for h, x in acts.items()}
+    meta = {"prompt_index": fb.items.cpu(), "position": fb.pos.cpu(), "token_id": fb.tokens[fb.item, fb.pos].cpu()}
     columns.update({f"meta.{c}": v.numpy().astype(np.int64)[:, None] for c, v in meta.items()})
     return columns
 
@@ -127,11 +60,10 @@ class _HostCopy:
         return self.acts
 
 
-def _write(writer: "shards.ShardWriter", batch: Batch, item: torch.Tensor, pos: torch.Tensor, staged: _HostCopy,
-           skip: int, dtype: str) -> None:
+def _write(writer: "shards.ShardWriter", fb: ForwardBatch, staged: _HostCopy, skip: int, dtype: str) -> None:
     """Append one batch's rows (minus the ``skip`` already stored before a resume) to the store."""
-    columns = _columns(batch, item.cpu(), pos.cpu(), staged.get(), dtype)
-    writer.append({c: v[skip:] for c, v in columns.items()}, item=batch.start, n_items=len(batch), skip=skip)
+    columns = _columns(fb, staged.get(), dtype)
+    writer.append({c: v[skip:] for c, v in columns.items()}, item=fb.start, n_items=len(fb), skip=skip)
 
 
 def _rows_per_shard(shard_mb: float, dims: dict[str, int], dtype: str) -> int:
@@ -195,9 +127,7 @@ def capture(
     spec = Positions.parse(positions)
     spec.check(src)
     names = resolve_hooks(model, hooks)
-    recorder = _Recorder(model, names)
-    with recorder, torch.inference_mode():
-        dims = _dims(recorder)
+    dims = {h: int(np.prod(shape)) for h, shape in hook_widths(model, names).items()}
     settings = {
         "format_version": shards.FORMAT_VERSION, "model": model_id(model), "model_hash": weights_hash(model),
         "hooks": names, "dims": dims, "dtype": dtype, "positions": spec.describe(), "source": src.describe(),
@@ -220,20 +150,18 @@ def capture(
     cursor = manifest["cursor"]
     tokens_done, n_items = 0, cursor["item"]
     t0 = time.perf_counter()
-    bar = tqdm(total=src.expected_tokens(model), unit="tok", unit_scale=True, desc=f"capture {out.name}")
-    with run.timer("capture"), recorder, torch.inference_mode(), bar:
+    batches = run_batches(model, src, names, positions=spec, batch_size=batch_size, start=cursor["item"],
+                          progress=f"capture {out.name}")
+    with run.timer("capture"):
         pending = None  # the previous batch, written while the device computes the next one
-        for batch in src.batches(model, cursor["item"], batch_size):
-            skip = cursor["skip"] if batch.start == cursor["item"] else 0
-            item, pos = spec.select(model, src, batch)
-            staged = _HostCopy(recorder.run(batch.tokens.tokens, item, pos), dtype)
+        for fb in batches:
+            skip = cursor["skip"] if fb.start == cursor["item"] else 0
+            staged = _HostCopy(fb.acts, dtype)
             if pending is not None:
                 _write(writer, *pending)
-            pending = (batch, item, pos, staged, skip, dtype)
-            n_items = batch.start + len(batch)
-            n_tokens = int(batch.tokens.lengths.sum())
-            tokens_done += n_tokens
-            bar.update(n_tokens)
+            pending = (fb, staged, skip, dtype)
+            n_items = fb.start + len(fb)
+            tokens_done += int(fb.lengths.sum())
         if pending is not None:
             _write(writer, *pending)
         if writer.manifest["n_rows"] + writer.pending_rows == 0:

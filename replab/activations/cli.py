@@ -32,7 +32,7 @@ def register(subparsers) -> None:
 
 def _capture(args: argparse.Namespace) -> int:
     from replab.activations.capture import capture
-    from replab.activations.sources import as_corpus
+    from replab.models.sources import as_corpus
     from replab.datasets import load
     from replab.models import load_model
 

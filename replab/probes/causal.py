@@ -17,11 +17,10 @@ from typing import Any
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from replab.errors import DataError
+from replab.models.forward import run_batches
 from replab.models.interventions import ablate_direction, add_direction
-from replab.models.tokens import tokenize
 from replab.probes.base import Probe
 
 POSITIVE_LABELS = ("positive", 1, True, "1", "true", "True")
@@ -104,18 +103,11 @@ def _answer_plan(model, prompts, answer_tokens, class_answers) -> tuple[np.ndarr
 
 
 def _readout(model, texts: Sequence[str], pair: np.ndarray, batch_size: int, desc: str, progress: bool) -> np.ndarray:
-    """``logit[A] - logit[B]`` at each prompt's last real token ``[n]`` (right padding)."""
-    out = []
-    device = next(model.parameters()).device
-    starts = range(0, len(texts), batch_size)
-    with torch.no_grad():
-        for s in tqdm(starts, desc=desc, unit="batch", disable=not progress or len(starts) < 4, leave=False):
-            batch = tokenize(model, texts[s:s + batch_size])
-            logits = model(batch.tokens.to(device))
-            rows = torch.arange(len(batch.lengths))
-            last = logits[rows, (batch.lengths - 1).to(device)].float().cpu()
-            ids = torch.from_numpy(pair[s:s + batch_size])
-            out.append((last.gather(1, ids[:, :1]) - last.gather(1, ids[:, 1:])).squeeze(1))
+    """``logit[A] - logit[B]`` at each prompt's last real token ``[n]``."""
+    ids = torch.from_numpy(pair)
+    out = [(fb.logits.cpu().gather(1, ids[fb.items.cpu()]) @ torch.tensor([1.0, -1.0]))
+           for fb in run_batches(model, list(texts), positions="last", logits=True, batch_size=batch_size,
+                                 progress=desc if progress and len(texts) >= 4 * batch_size else False)]
     return torch.cat(out).numpy().astype(np.float64)
 
 

@@ -105,34 +105,27 @@ def ce_metrics(sae: SAE, model, hook: str, texts: Sequence[str] | Sequence[Seque
     ``texts`` are strings or already tokenised rows (token-id lists). Padding is masked out:
     only positions whose next token is real count.
     """
-    from replab.models import pad_token_ids, splice, tokenize
-
-    device = next(model.parameters()).device
+    from replab.models import run_batches
 
     def through_sae(x: torch.Tensor) -> torch.Tensor:
         return sae(x).to(device=x.device, dtype=x.dtype)
 
+    passes = {"clean": None, "with_sae": {hook: through_sae}, "zero_ablation": {hook: torch.zeros_like}}
+    scored = lambda i, ids: range(len(ids) - 1)  # noqa: E731  (positions whose next token is real)
+    runs = [run_batches(model, list(texts), positions=scored, logits="logprobs", edits=edits, batch_size=batch_size)
+            for edits in passes.values()]
     sums = {"ce_clean": 0.0, "ce_with_sae": 0.0, "ce_zero_ablation": 0.0, "kl_with_sae": 0.0, "kl_zero_ablation": 0.0}
     count = 0
-    for i in range(0, len(texts), batch_size):
-        chunk = list(texts[i : i + batch_size])
-        batch = tokenize(model, chunk) if isinstance(chunk[0], str) else pad_token_ids(model, chunk)
-        tokens = batch.tokens.to(device)
-        targets = tokens[:, 1:]
-        mask = (torch.arange(1, tokens.shape[1], device=device)[None, :] < batch.lengths.to(device)[:, None])
-        logp = {"clean": F.log_softmax(model(tokens)[:, :-1].float(), dim=-1)}
-        with splice(model, hook, through_sae):
-            logp["with_sae"] = F.log_softmax(model(tokens)[:, :-1].float(), dim=-1)
-        with splice(model, hook, torch.zeros_like):
-            logp["zero_ablation"] = F.log_softmax(model(tokens)[:, :-1].float(), dim=-1)
+    for batches in zip(*runs):
+        logp = {name: fb.logits for name, fb in zip(passes, batches)}
+        fb = batches[0]
+        targets = fb.tokens[fb.item, fb.pos + 1]
         p_clean = logp["clean"].exp()
         for name, lp in logp.items():
-            nll = -lp.gather(-1, targets[..., None]).squeeze(-1)
-            sums[f"ce_{name}"] += float(nll[mask].sum())
+            sums[f"ce_{name}"] += float(-lp.gather(-1, targets[:, None]).sum())
             if name != "clean":
-                kl = (p_clean * (logp["clean"] - lp)).sum(-1)
-                sums[f"kl_{name}"] += float(kl[mask].sum())
-        count += int(mask.sum())
+                sums[f"kl_{name}"] += float((p_clean * (logp["clean"] - lp)).sum())
+        count += len(targets)
     if count == 0:
         raise DataError("Every prompt is a single token, so there is no next token to score; use longer prompts.")
     out = {k: v / count for k, v in sums.items()}

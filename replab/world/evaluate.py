@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
-from tqdm.auto import tqdm
 
-from replab.models.tokens import tokenize
+from replab.models.forward import run_batches
+from replab.models.tokens import encode
 from replab.world.relations import relations
 
 if TYPE_CHECKING:
@@ -31,35 +31,29 @@ CANONICAL = (
 )
 
 
-@torch.no_grad()
-def _batched_logits(model, texts: Sequence[str], batch_size: int, progress: bool = False):
-    """``(offset, TokenBatch, logits)`` for right-padded batches of ``texts``, in order."""
-    for i in tqdm(range(0, len(texts), batch_size), desc="eval", unit="batch", disable=not progress):
-        batch = tokenize(model, texts[i:i + batch_size])
-        yield i, batch, model(batch.tokens, attention_mask=batch.attention_mask)
-
-
 def completion_correct(model, prompts: Sequence[str], answers: Sequence[str], batch_size: int = 256,
                        progress: bool = False) -> torch.Tensor:
     """``[n]`` bool: does greedy decoding after each prompt reproduce its answer exactly?"""
-    out = []
-    full_texts = [p + a for p, a in zip(prompts, answers)]
-    for i, full, logits in _batched_logits(model, full_texts, batch_size, progress):
-        n_prompt = tokenize(model, prompts[i:i + batch_size]).lengths
-        pred = logits.argmax(-1)
-        for j in range(len(n_prompt)):
-            start, end = int(n_prompt[j]), int(full.lengths[j])
-            # logits at position t predict token t+1
-            out.append(bool((pred[j, start - 1:end - 1] == full.tokens[j, start:end]).all()) and end > start)
+    n_prompt = [len(encode(model, p)) for p in prompts]
+    # logits at position t predict token t+1: read the positions from the prompt's last token to the one
+    # before the text's last, and compare their argmax with the answer's tokens
+    spans = lambda i, ids: range(n_prompt[i] - 1, len(ids) - 1)  # noqa: E731
+    out = [True] * len(prompts)
+    for fb in run_batches(model, [p + a for p, a in zip(prompts, answers)], positions=spans, logits=True,
+                          batch_size=batch_size, progress="eval" if progress else False):
+        hit = fb.logits.argmax(-1) == fb.tokens[fb.item, fb.pos + 1]
+        for i, ok in zip(fb.items.tolist(), hit.tolist()):
+            out[i] = out[i] and ok
+        for i in set(range(fb.start, fb.start + len(fb))) - set(fb.items.tolist()):
+            out[i] = False  # an empty answer reproduces nothing
     return torch.tensor(out)
 
 
 def _top_token_in(model, prompts: Sequence[str], allowed: Sequence[set[int]], batch_size: int = 256) -> torch.Tensor:
     """``[n]`` bool: is the top next token after each prompt one of its ``allowed`` ids?"""
     hits = []
-    for i, batch, logits in _batched_logits(model, prompts, batch_size):
-        last = logits[torch.arange(len(batch.lengths)), batch.lengths - 1].argmax(-1)
-        hits.extend(int(t) in allowed[i + k] for k, t in enumerate(last))
+    for fb in run_batches(model, list(prompts), positions="last", logits=True, batch_size=batch_size):
+        hits.extend(int(t) in allowed[i] for i, t in zip(fb.items.tolist(), fb.logits.argmax(-1).tolist()))
     return torch.tensor(hits)
 
 
@@ -91,9 +85,10 @@ def evaluate_world(model, *, progress: bool = True) -> dict:
         result["sentiment"][f"{split}_accuracy"] = round(hits.float().mean().item(), 4)
         result["sentiment"][f"n_{split}_prompts"] = len(ps)
     canon = []
-    for prompt, expected in CANONICAL:
-        logits = model(prompt)
-        top = model.tokenizer.decode([int(logits[0, -1].argmax())])
+    tops = torch.cat([fb.logits.argmax(-1) for fb in run_batches(model, [p for p, _ in CANONICAL], positions="last",
+                                                                  logits=True)])
+    for (prompt, expected), top_id in zip(CANONICAL, tops.tolist()):
+        top = model.tokenizer.decode([top_id])
         canon.append({"prompt": prompt, "expected": expected, "predicted": top, "correct": top == expected})
     result["canonical"] = canon
     return result

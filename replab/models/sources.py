@@ -1,6 +1,7 @@
-"""What a capture reads: prompt sets (one item per prompt) or text corpora packed into contexts.
+"""What the forward primitive reads: prompt sets (one item per prompt), text corpora packed into
+contexts, or already tokenised rows.
 
-Both yield right-padded ``TokenBatch`` es of ``batch_size`` items in a fixed order, starting at
+Each yields right-padded ``TokenBatch`` es of ``batch_size`` items in a fixed order, starting at
 any item, so a resumed capture recomputes exactly the batches an uninterrupted one would.
 """
 
@@ -9,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from itertools import islice
 from typing import Any
@@ -18,7 +19,7 @@ import torch
 
 from replab.datasets import PromptSet, TextCorpus
 from replab.errors import DataError
-from replab.models.tokens import TokenBatch, encode, tokenize
+from replab.models.tokens import TokenBatch, encode, pad_token_ids, tokenize
 
 DEFAULT_CONTEXT = 128
 
@@ -123,27 +124,68 @@ class CorpusSource:
             lo += len(chunk)
 
 
-Source = PromptSource | CorpusSource
+class TokenSource:
+    """Already tokenised rows (a ``[n, seq]`` tensor, or lists of ids of any lengths): one item per row.
+
+    Rows are used as given (no BOS is added); lists of different lengths are right-padded.
+    """
+
+    def __init__(self, rows: Sequence[Sequence[int]] | torch.Tensor, name: str = "tokens"):
+        self.rows = [list(map(int, r)) for r in rows.tolist()] if isinstance(rows, torch.Tensor) else [list(r) for r in rows]
+        if not self.rows or not all(self.rows):
+            raise DataError(f"Token rows {name!r} are empty or hold an empty row; pass at least one token per row.")
+        self.name = name
+
+    def describe(self) -> dict[str, Any]:
+        digest = hashlib.sha256(json.dumps(self.rows).encode()).hexdigest()[:16]
+        return {"kind": "tokens", "name": self.name, "n": len(self.rows), "sha256": digest}
+
+    def records(self) -> None:
+        return None
+
+    def expected_tokens(self, model) -> int:
+        return sum(map(len, self.rows))
+
+    def batches(self, model, start: int, batch_size: int) -> Iterator[Batch]:
+        for lo in range(start, len(self.rows), batch_size):
+            yield Batch(lo, pad_token_ids(model, self.rows[lo: lo + batch_size]))
 
 
-def as_source(source: PromptSet | TextCorpus | str | os.PathLike, model, *, context: int | None = None,
-              max_tokens: int | None = None) -> Source:
-    """Wrap a prompt set, a corpus, or a ``replab.datasets.load`` spec/path as a capture source.
+Source = PromptSource | CorpusSource | TokenSource
+Data = PromptSet | TextCorpus | str | os.PathLike | Sequence[str] | Sequence[Sequence[int]] | torch.Tensor
+
+
+def as_source(source: Data, model, *, context: int | None = None, max_tokens: int | None = None) -> Source:
+    """Wrap what a forward pass reads as a source.
+
+    Args:
+        source: a ``PromptSet``; a ``TextCorpus`` (packed into contexts); a ``replab.datasets.load``
+            spec or path; a list of texts (a prompt set without columns); token ids as a
+            ``[n, seq]`` long tensor or a list of id lists.
+        model: the hooked model (its tokenizer and context length).
+        context, max_tokens: corpus packing (see ``CorpusSource``).
 
     Raises:
         DataError: ``context``/``max_tokens`` given for prompts, or a context the model cannot take.
     """
+    if isinstance(source, (PromptSource, CorpusSource, TokenSource)):
+        return source
     if isinstance(source, (str, os.PathLike)):
         from replab.datasets import load
 
         source = load(source)
+    elif isinstance(source, torch.Tensor) or (isinstance(source, Sequence) and source
+                                               and not isinstance(source[0], str)):
+        return TokenSource(source)
+    elif isinstance(source, Sequence) and not isinstance(source, (PromptSet, TextCorpus)):
+        source = PromptSet(texts=tuple(source), name="texts")
     if isinstance(source, PromptSet):
         if context is not None or max_tokens is not None:
             raise DataError("context and max_tokens apply to text corpora; a prompt set is captured prompt by prompt. "
                             "Drop them, or pass a TextCorpus.")
         return PromptSource(source)
     if not isinstance(source, TextCorpus):
-        raise DataError(f"Cannot capture from {type(source).__name__}; pass a PromptSet, a TextCorpus or a path.")
+        raise DataError(f"Cannot read {type(source).__name__}: pass a PromptSet, a TextCorpus, a path, texts or token ids.")
     n_ctx = getattr(model.cfg, "n_ctx", None)
     context = context if context is not None else min(DEFAULT_CONTEXT, n_ctx or DEFAULT_CONTEXT)
     if context < 2 or (n_ctx and context > n_ctx):

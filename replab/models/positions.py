@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import torch
 
-from replab.activations.sources import Batch, PromptSource, Source
+from replab.models.sources import Batch, PromptSource, Source
 from replab.errors import DataError
 from replab.models.tokens import subject_last_index
 
