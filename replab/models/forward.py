@@ -43,7 +43,7 @@ class ForwardBatch:
         item: ``[rows]`` batch row of each selected position.
         pos: ``[rows]`` position of each selected row.
         acts: hook -> ``[rows, *rest]`` activations at the selected rows (``rest`` is the hook's
-            trailing shape: ``[d_model]``, or ``[n_heads, d_head]`` for ``attn.hook_z``).
+            trailing shape, e.g. ``[d_model]``; the bridge gives ``attn.hook_z`` as ``[n_heads * d_head]``).
         logits: ``[rows, d_vocab]`` float32 logits or log-probs, when asked for.
         leaf: with ``grad_at``: that hook's full activation ``[batch, seq, ...]``, a leaf that
             requires grad; everything downstream of it is differentiable with respect to it.
@@ -243,7 +243,7 @@ def run_batches(
 
 
 def hook_widths(model, hooks: str | Sequence[str]) -> dict[str, tuple[int, ...]]:
-    """Trailing shape of each hook's per-token activation (``(d_model,)``, ``(n_heads, d_head)``).
+    """Trailing shape of each hook's per-token activation (e.g. ``(d_model,)``).
 
     Two tiny forwards of different lengths, which also reject hooks whose second axis is not
     the token position (e.g. attention patterns).
