@@ -157,3 +157,9 @@ def _flatten(d, prefix=""):
         elif isinstance(v, (int, float)):
             out[key] = float(v)
     return out
+
+
+def test_token_rows_longer_than_the_context_are_refused(tiny_model):
+    too_long = torch.zeros((1, tiny_model.cfg.n_ctx + 1), dtype=torch.long)
+    with pytest.raises(DataError, match="context"):
+        next(run_batches(tiny_model, too_long, "blocks.0.hook_resid_post"))

@@ -147,6 +147,16 @@ class TokenSource:
         return sum(map(len, self.rows))
 
     def batches(self, model, start: int, batch_size: int) -> Iterator[Batch]:
+        """Batches of ``batch_size`` rows from row ``start`` on.
+
+        Raises:
+            DataError: a row is longer than the model's context.
+        """
+        n_ctx = getattr(model.cfg, "n_ctx", None)
+        longest = max(range(len(self.rows)), key=lambda i: len(self.rows[i]))
+        if n_ctx and len(self.rows[longest]) > n_ctx:
+            raise DataError(f"Token row {longest} of {self.name!r} has {len(self.rows[longest])} tokens, more than the "
+                            f"model's context of {n_ctx}; cut it into rows of at most {n_ctx}.")
         for lo in range(start, len(self.rows), batch_size):
             yield Batch(lo, pad_token_ids(model, self.rows[lo: lo + batch_size]))
 
