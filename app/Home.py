@@ -31,7 +31,7 @@ st.header("World model card")
 cards = ui.world_cards(root)
 if not cards:
     st.info("No world card yet: the shipped card (replab/world/card) is missing and no world-eval run is under the "
-            f"runs root. Make one with `{ui.MAKE['world-eval']}`.")
+            f"runs root. Make one with `{ui.make_command('world-eval')}`.")
 else:
     source = st.selectbox("Card", list(cards), key="home_card")
     with ui.guard():

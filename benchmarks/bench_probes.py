@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from replab.report import update_marked_section
+from replab.markdown import update_marked_section
 
 
 

@@ -7,7 +7,7 @@ import os
 import sys
 from pathlib import Path
 
-from replab.errors import ReplabError
+from replab.errors import ReplabError, RunDirError
 
 APP_SCRIPT = Path(__file__).resolve().parent.parent / "app" / "Home.py"
 
@@ -49,9 +49,13 @@ def app_env(runs: str | os.PathLike) -> dict[str, str]:
 def run_app(args: argparse.Namespace) -> None:
     """Serve the explorer until interrupted; this process becomes the Streamlit server (exec),
     so stopping it stops the server."""
-    if not Path(args.runs).is_dir():
-        print(f"replab app: {args.runs} does not exist yet; the app will say so until runs are written there.",
-              file=sys.stderr)
+    runs = Path(args.runs)
+    if not runs.is_dir():
+        raise RunDirError(f"--runs {runs}: no such directory. Pass the runs root that holds your run directories "
+                          "(e.g. --runs runs), or create one with `replab demo`.")
+    if not any(runs.rglob("run.json")):
+        print(f"replab app: {runs} holds no run directories yet; the app will say so until runs are written there "
+              "(e.g. by `replab demo`).", file=sys.stderr)
     cmd = streamlit_command(args.port, args.headless)
     print(f"replab app: http://localhost:{args.port} (runs root {Path(args.runs).resolve()})", flush=True)
     os.execve(cmd[0], cmd, app_env(args.runs))

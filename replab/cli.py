@@ -13,6 +13,7 @@ COMMAND_MODULES = (
     "replab.activations.cli",
     "replab.probes.cli",
     "replab.saes.cli",
+    "replab.relations.cli",
     "replab.demo",
     "replab.app_cli",
 )
@@ -31,8 +32,11 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``replab`` console script. Replab errors print one clear line, not a traceback."""
     from replab.errors import ReplabError
 
+    from replab.distributed import init_from_env
+
     args = build_parser().parse_args(argv)
     try:
+        init_from_env()  # under torchrun: join the process group (gloo on CPU, NCCL on GPUs)
         args.func(args)
     except ReplabError as exc:
         print(f"replab: error: {exc}", file=sys.stderr)

@@ -9,7 +9,8 @@ that run is already complete, so a second ``replab demo`` starts the app at once
   causal check (ablate the best mass-mean direction vs random ones);
 * ``acts-latitude`` + ``probe-latitude`` -- city latitude at the prompt's last token (ridge);
 * ``acts-corpus`` + ``sae-<architecture>`` -- a token corpus at a middle layer and one SAE of each
-  architecture with metrics, CE recovered and feature analysis.
+  architecture with metrics, CE recovered and feature analysis;
+* ``lre-<relation>`` -- linear relational embeddings of two world relations (``replab.relations``).
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ class DemoConfig:
     sae_steps: int = 1500
     sae_batch_size: int = 1024
     architectures: tuple[str, ...] = SAE_ARCHITECTURES
+    relations: tuple[str, ...] = ("capital", "continent")  # LRE runs (subject layers 0-1), ~40 s together
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -74,9 +76,11 @@ def _stages(cfg: DemoConfig, model) -> list[tuple[str, Callable[[Path], object]]
     import replab
     from replab.activations import ActivationStore
     from replab.probes import probe_store
-    from replab.saes.pipeline import train_store_sae
+    from replab.relations import world as world_relation
+    from replab.relations.pipeline import relation_run
+    from replab.saes.runkind import train_store_sae
     from replab.world import world_corpus
-    from replab.world.evaluate import run_world_eval
+    from replab.world.runkind import run_world_eval
     from replab.world.sentiment import ANSWER_TOKENS
 
     root = Path(cfg.runs)
@@ -98,6 +102,9 @@ def _stages(cfg: DemoConfig, model) -> list[tuple[str, Callable[[Path], object]]
         ("acts-corpus", lambda out: replab.capture(model, world_corpus(cfg.corpus_documents), middle, out=out,
                                                    max_tokens=cfg.corpus_tokens, context=model.cfg.n_ctx)),
     ]
+    for rel in cfg.relations:
+        stages.append((f"lre-{rel}", lambda out, rel=rel: relation_run(
+            model, world_relation(rel), out, sweep_layers=(0, 1), betas=(1, 3), ranks=(4, 8, 16))))
     for arch in cfg.architectures:
         arch_config = {"k": cfg.k} if arch in ("topk", "batchtopk", "matching_pursuit") else {}
         stages.append((f"sae-{arch}", lambda out, arch=arch, arch_config=arch_config: train_store_sae(

@@ -15,8 +15,9 @@ import json
 import os
 import platform
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -125,10 +126,13 @@ class Run:
                 one by one as the run rewrites them).
             kind: what ran, e.g. ``"capture"``, ``"probe"``, ``"sae"``, ``"world-eval"``.
             config: the settings, as given (JSON-serialisable).
-            model: optional model; its name and weights hash are recorded.
+            model: optional model description (``replab.identity.describe(model)``: name and weights
+                hash), or the model itself, which is described that way.
         """
-        from replab.models.identity import model_id, weights_hash
+        if model is not None and not isinstance(model, Mapping):
+            from replab.identity import describe
 
+            model = describe(model)
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
         info = {
@@ -137,7 +141,7 @@ class Run:
             "status": "running",
             "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
             "config": dict(config),
-            "model": {"id": model_id(model), "weights_sha256": weights_hash(model)} if model is not None else None,
+            "model": dict(model) if model is not None else None,
             "versions": versions(),
             "metrics": {},
             "timings": {},
@@ -234,18 +238,6 @@ class Run:
         """Read a JSON artifact."""
         return read_json(self.path / rel, f"Artifact of run {self.path.name}:")
 
-    def read_figure(self, name: str):
-        """Read ``figures/<name>.json`` back into a Plotly figure."""
-        import plotly.io as pio
-
-        p = self.path / "figures" / f"{name}.json"
-        if not p.is_file():
-            raise RunDirError(f"Figure {p} is missing; re-run the command that made run {self.path.name}.")
-        try:
-            return pio.from_json(p.read_text())
-        except ValueError as exc:
-            raise RunDirError(f"Figure {p} is corrupt ({exc}); re-run the command.") from None
-
     def read_table(self, name: str):
         """Read ``<name>.csv`` back as a DataFrame."""
         import pandas as pd
@@ -255,19 +247,6 @@ class Run:
             raise RunDirError(f"Table {p} is missing; re-run the command that made run {self.path.name}.")
         return pd.read_csv(p)
 
-    def read_tensors(self, rel: str) -> dict:
-        """Read a safetensors artifact into torch tensors."""
-        from safetensors import SafetensorError
-        from safetensors.torch import load_file
-
-        p = self.path / rel
-        if not p.is_file():
-            raise RunDirError(f"Tensor file {p} is missing; re-run the command that made run {self.path.name}.")
-        try:
-            return load_file(str(p))
-        except (SafetensorError, OSError) as exc:
-            raise RunDirError(f"Tensor file {p} is corrupt ({exc}); re-run the command.") from None
-
 
 def find_runs(root: str | os.PathLike) -> list[Path]:
     """Every directory under ``root`` (recursively) that holds a ``run.json``, sorted by path."""
@@ -275,3 +254,71 @@ def find_runs(root: str | os.PathLike) -> list[Path]:
     if not root.is_dir():
         return []
     return sorted(p.parent for p in root.rglob(RUN_FILE))
+
+
+@dataclass(frozen=True)
+class RunKind:
+    """What one kind of run directory is, for everything that lists or shows runs.
+
+    Each method package declares its kinds in one module, ``replab/<package>/runkind.py``
+    (``KIND = RunKind(...)`` or ``KINDS = (...)``), next to that kind's writer and readers;
+    ``kinds()`` finds them, so adding a kind touches no table elsewhere.
+
+    Attributes:
+        name: ``run.json``'s ``kind``, e.g. ``"lens"``.
+        title: label in the app, e.g. ``"Lenses"``.
+        summary: ``run.json`` info -> a one-line summary of its headline metrics (Home page).
+        page: the app page that shows it (``"5_Lenses"`` for ``app/pages/5_Lenses.py``).
+        make: an example command that creates one (shown when a page finds none).
+        figures: names of the figures it stores under ``figures/<name>.json``.
+    """
+
+    name: str
+    title: str
+    summary: Callable[[dict[str, Any]], str]
+    page: str | None = None
+    make: str = ""
+    figures: tuple[str, ...] = ()
+
+
+def metric_summary(*keys: str) -> Callable[[dict[str, Any]], str]:
+    """A ``RunKind.summary`` listing the given metrics as ``"fvu=0.047, l0=4"``."""
+
+    def summary(info: dict[str, Any]) -> str:
+        metrics = info.get("metrics") or {}
+        return ", ".join(f"{k}={_fmt(metrics[k])}" for k in keys if metrics.get(k) is not None)
+
+    return summary
+
+
+def _fmt(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+@cache
+def kinds() -> dict[str, RunKind]:
+    """Every run kind, by name: the ``KIND``/``KINDS`` of each ``replab.<subpackage>.runkind`` module."""
+    import pkgutil
+    from importlib import import_module
+    from importlib.util import find_spec
+
+    import replab
+
+    found: dict[str, RunKind] = {}
+    for sub in pkgutil.iter_modules(replab.__path__):
+        name = f"replab.{sub.name}.runkind"
+        if not sub.ispkg or find_spec(name) is None:
+            continue
+        module = import_module(name)
+        for kind in getattr(module, "KINDS", ()) or (getattr(module, "KIND", None),):
+            if kind is not None:
+                found[kind.name] = kind
+    return found
+
+
+def summarize(info: dict[str, Any]) -> str:
+    """The one-line summary of a run: its kind's ``summary``, else its first five metrics."""
+    kind = kinds().get(info.get("kind"))
+    if kind is not None:
+        return kind.summary(info)
+    return metric_summary(*list(info.get("metrics") or {})[:5])(info)

@@ -26,7 +26,7 @@ from typing import Any
 
 import pandas as pd
 
-from replab.report import update_marked_section
+from replab.markdown import update_marked_section
 
 NUMERIC = ("city_latitude", "city_longitude", "birth_year")
 # Gurnee & Tegmark read the subject's last token; the world model recalls attributes at the

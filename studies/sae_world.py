@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from replab.demo import DemoConfig, build_demo_runs
-from replab.report import markdown_table, update_marked_section
+from replab.markdown import markdown_table, update_marked_section
 from replab.runs import Run
 
 COLUMNS = ("fvu", "mse", "l0", "dead_fraction", "dense_fraction", "ce_clean", "ce_with_sae", "ce_zero_ablation",

@@ -99,7 +99,7 @@ def build_runs(base: str | Path) -> AppRuns:
 
     import replab
     from replab.activations import capture
-    from replab.probes.cli import probe_store
+    from replab.probes.runkind import probe_store
 
     model = replab.load_model(ckpt)
     store = capture(model, ps, "blocks.*.hook_resid_post", positions="last", out=root / "sentiment-acts",

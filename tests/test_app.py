@@ -19,6 +19,7 @@ from streamlit.testing.v1 import AppTest
 import replab
 from replab import viz
 from replab.errors import ReplabError
+from replab.lenses import logit_lens
 
 HOME = str(Path(__file__).resolve().parent.parent / "app" / "Home.py")
 PROMPT = "The movie was great. It was"
@@ -103,7 +104,7 @@ def no_unexpected(at: AppTest) -> None:
 # ---- replab.viz against references ---------------------------------------------------------------
 def test_logit_lens_matches_transformers_hidden_states(model, hf):
     ids = model.to_tokens(PROMPT)
-    lens = viz.logit_lens(model, PROMPT)
+    lens = logit_lens(model, PROMPT)
     n_layers, seq = model.cfg.n_layers, ids.shape[1]
     assert len(lens) == n_layers * seq and list(lens["layer"].unique()) == list(range(n_layers))
     with torch.no_grad():
@@ -140,10 +141,12 @@ def test_topk_and_attention_match_transformers(model, hf):
 
 def test_live_limits_refuse_long_prompts_and_big_models(model, monkeypatch):
     with pytest.raises(viz.LiveLimitError, match="201 tokens long; the model's context is 64 tokens"):
-        viz.logit_lens(model, " ".join(["great"] * 200))  # not silently truncated to the context
+        viz.next_token_topk(model, " ".join(["great"] * 200))  # not silently truncated to the context
+    with pytest.raises(ReplabError, match="201 tokens long; the model's context is 64 tokens"):
+        logit_lens(model, " ".join(["great"] * 200))
     monkeypatch.setattr(viz.lens, "MAX_TOKENS", 5)
     with pytest.raises(viz.LiveLimitError, match="live analysis is limited to 5 tokens"):
-        viz.logit_lens(model, PROMPT)
+        viz.attention_patterns(model, PROMPT)
     with pytest.raises(viz.LiveLimitError, match="empty"):
         viz.next_token_topk(model, "")
     monkeypatch.setattr(viz.lens, "MAX_PARAMS", 1000)

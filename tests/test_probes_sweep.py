@@ -19,7 +19,8 @@ from replab.errors import DataError, HookNameError
 from replab.probes import (LogisticProbe, MeanDiffProbe, RidgeProbe, control_labels, load_probe, online_codelength,
                            shuffled_labels, sweep)
 from replab.probes.base import as_features
-from replab.probes.cli import probe_store, register
+from replab.probes.cli import register
+from replab.probes.runkind import probe_store
 from replab.probes.folds import make_folds
 from replab.runs import Run
 

@@ -11,7 +11,7 @@ import plotly.io as pio
 import pytest
 
 from replab.probes import top_row
-from replab.report import update_marked_section
+from replab.markdown import update_marked_section
 from test_probes_causal import _prompts
 from test_probes_fakes import tiny_capture
 

@@ -18,7 +18,7 @@ def test_canonical_prompts_as_a_user_calls_them(world_model, prompt, answer):
 
 
 def test_shipped_checkpoint_is_a_plain_hf_directory_under_20mb():
-    from replab.models import WORLD_CHECKPOINT
+    from replab.world import WORLD_CHECKPOINT
 
     files = {p.name for p in WORLD_CHECKPOINT.iterdir()}
     assert {"config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"} <= files

@@ -19,15 +19,12 @@ import streamlit as st
 from replab import viz
 from replab.errors import ReplabError
 
-# What to run when a page finds no run of its kind.
-MAKE = {
-    "capture": "replab capture --model world --prompts world:sentiment --hooks 'blocks.*.hook_resid_post' "
-               "--positions last --out runs/sentiment-acts",
-    "probe": "replab probe --store runs/sentiment-acts --probes logistic,meandiff --out runs/sentiment-probes",
-    "sae": "replab capture --model world --text world:corpus --hooks blocks.2.hook_resid_post --max-tokens 200000 "
-           "--out runs/corpus-acts && replab train-sae --store runs/corpus-acts --arch topk --d-sae 1024 --k 16",
-    "world-eval": "replab world eval --out runs/world-eval",
-}
+def make_command(kind: str) -> str:
+    """The example command that creates a run of ``kind`` (from its ``RunKind``)."""
+    from replab.runs import kinds
+
+    found = kinds().get(kind)
+    return found.make if found is not None and found.make else f"the replab command that writes {kind!r} runs"
 
 
 def runs_root() -> Path:
@@ -120,7 +117,7 @@ def pick_run(index: pd.DataFrame, kind: str | tuple[str, ...], label: str, key: 
     kinds = (kind,) if isinstance(kind, str) else tuple(kind)
     runs = index[index["kind"].isin(kinds)]
     if runs.empty:
-        st.info(f"No {kinds[0]} runs under `{runs_root()}` yet. Make one with:\n\n```\n{MAKE[kinds[0]]}\n```")
+        st.info(f"No {kinds[0]} runs under `{runs_root()}` yet. Make one with:\n\n```\n{make_command(kinds[0])}\n```")
         st.stop()
     names = runs["name"].tolist()
     wanted = st.query_params.get("run")
@@ -212,4 +209,6 @@ def model(name: str):
 @st.cache_data(show_spinner=False, max_entries=64)
 def prompt_views(_model, name: str, text: str, k: int) -> tuple[pd.DataFrame, pd.DataFrame, viz.AttentionPatterns]:
     """Top-k, logit lens and attention of ``text`` on the model loaded as ``name`` (cached by name and text)."""
-    return viz.next_token_topk(_model, text, k), viz.logit_lens(_model, text), viz.attention_patterns(_model, text)
+    from replab.lenses import logit_lens
+
+    return viz.next_token_topk(_model, text, k), logit_lens(_model, text), viz.attention_patterns(_model, text)

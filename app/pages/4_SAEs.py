@@ -26,7 +26,7 @@ if rows:
     st.plotly_chart(viz.sae_comparison(table, ("fvu", "l0", "dead_fraction", "dense_fraction", "ce_recovered")),
                     key="sae_compare_chart")
 elif not names:
-    st.info(f"No sae runs under `{root}` yet. Make one with:\n\n```\n{ui.MAKE['sae']}\n```")
+    st.info(f"No sae runs under `{root}` yet. Make one with:\n\n```\n{ui.make_command('sae')}\n```")
 
 st.header("Feature browser")
 path = ui.pick_run(index, viz.FEATURE_KINDS, "SAE run", key="sae_run")

@@ -10,13 +10,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from replab import distributed
 from replab.activations import shards
 from replab.activations.store import ActivationStore
 from replab.datasets import PromptSet, TextCorpus
 from replab.errors import DataError, StoreError
 from replab.models.forward import ForwardBatch, hook_widths, run_batches
 from replab.models.hooks import resolve_hooks
-from replab.models.identity import model_id, weights_hash
+from replab.identity import model_id, weights_hash
 from replab.models.positions import PositionFn, Positions
 from replab.models.sources import as_source
 from replab.runs import Run
@@ -66,6 +67,18 @@ def _write(writer: "shards.ShardWriter", fb: ForwardBatch, staged: _HostCopy, sk
     writer.append({c: v[skip:] for c, v in columns.items()}, item=fb.start, n_items=len(fb), skip=skip)
 
 
+def _fused_take(dtype: str):
+    """``run_batches``' ``take``: on CUDA gather and cast the selected rows in one kernel
+    (``replab.kernels.fused_capture``); elsewhere the plain ``output[item, pos]``."""
+    from replab.kernels.fused_capture import gather_cast
+
+    def take(hook: str, output: torch.Tensor, item: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
+        if not output.is_cuda:
+            return output[item, pos]
+        return gather_cast(output.flatten(2), item, pos, dtype)[0]
+    return take
+
+
 def _rows_per_shard(shard_mb: float, dims: dict[str, int], dtype: str) -> int:
     if not shard_mb > 0:
         raise StoreError(f"shard_mb must be positive, got {shard_mb}.")
@@ -85,6 +98,7 @@ def capture(
     context: int | None = None,
     shard_mb: float = 64,
     resume: bool = True,
+    item_range: tuple[int, int] | None = None,
 ) -> ActivationStore:
     """Capture activations of ``hooks`` at ``positions`` into an activation store at ``out``.
 
@@ -110,9 +124,14 @@ def capture(
         shard_mb: shard size in MiB for the widest hook (all hooks share row boundaries).
         resume: continue a matching partial store at ``out`` (a complete one is returned as is);
             ``False`` overwrites whatever store is there.
+        item_range: capture only source items ``[lo, hi)`` (``lo`` a multiple of ``batch_size``):
+            one rank's part. Inside an initialised ``torch.distributed`` process group (``torchrun``)
+            ranks split the items themselves and the store at ``out`` is the same as one process's
+            (see ``replab.activations.parallel``).
 
     Returns:
-        The ``ActivationStore`` at ``out``: ``store[hook]`` is ``[n_rows, d]``.
+        The ``ActivationStore`` at ``out``: ``store[hook]`` is ``[n_rows, d]``; ``store.stats(hook)`` gives
+        the per-dimension mean and variance and the mean row norm recorded while capturing.
 
     Raises:
         HookNameError: a hook matches nothing (close matches listed).
@@ -130,10 +149,16 @@ def capture(
     dims = {h: int(np.prod(shape)) for h, shape in hook_widths(model, names).items()}
     settings = {
         "format_version": shards.FORMAT_VERSION, "model": model_id(model), "model_hash": weights_hash(model),
-        "hooks": names, "dims": dims, "dtype": dtype, "positions": spec.describe(), "source": src.describe(),
+        "hooks": names, "dims": dims, "dtype": dtype, "positions": spec.describe(),
+        "source": src.describe() if item_range is None else {**src.describe(), "items": list(item_range)},
         "shard_mb": shard_mb, "rows_per_shard": _rows_per_shard(shard_mb, dims, dtype),
         "meta_columns": list(shards.META_COLUMNS), "replab_version": _version(),
     }
+    if item_range is None and distributed.world_size() > 1:
+        from replab.activations.parallel import capture_parallel
+
+        return capture_parallel(model, src, hooks, settings, positions=positions, out=out, dtype=dtype,
+                                batch_size=batch_size, shard_mb=shard_mb, resume=resume)
     manifest = shards.prepare(out, settings, resume=resume)
     if manifest["complete"]:
         return ActivationStore.open(out)
@@ -148,13 +173,16 @@ def capture(
     writer = shards.ShardWriter(out, manifest, save=partial(run.write_json, shards.MANIFEST))
     resumed_rows = manifest["n_rows"]
     cursor = manifest["cursor"]
-    tokens_done, n_items = 0, cursor["item"]
+    first, stop = item_range or (0, None)
+    tokens_done, n_items = 0, max(cursor["item"], first)
     t0 = time.perf_counter()
-    batches = run_batches(model, src, names, positions=spec, batch_size=batch_size, start=cursor["item"],
-                          progress=f"capture {out.name}")
+    batches = run_batches(model, src, names, positions=spec, batch_size=batch_size, start=n_items,
+                          take=_fused_take(dtype), progress=f"capture {out.name}")
     with run.timer("capture"):
         pending = None  # the previous batch, written while the device computes the next one
         for fb in batches:
+            if stop is not None and fb.start >= stop:
+                break
             skip = cursor["skip"] if fb.start == cursor["item"] else 0
             staged = _HostCopy(fb.acts, dtype)
             if pending is not None:

@@ -31,18 +31,31 @@ def register(subparsers) -> None:
 
 
 def _capture(args: argparse.Namespace) -> int:
+    from replab import distributed
     from replab.activations.capture import capture
     from replab.models.sources import as_corpus
     from replab.datasets import load
     from replab.models import load_model
 
-    model = load_model(args.model, device=args.device)
+    _check_positive(batch_size=args.batch_size, shard_mb=args.shard_mb, max_tokens=args.max_tokens,
+                    context=args.context)
+    # the source first: a missing or malformed file is reported before the model is loaded
     source = load(args.prompts, split=args.split) if args.prompts else as_corpus(load(args.text, split=args.split))
+    model = load_model(args.model, device=args.device or distributed.default_device())
     store = capture(model, source, args.hooks, positions=args.positions, out=args.out, dtype=args.dtype,
                     batch_size=args.batch_size, max_tokens=args.max_tokens, context=args.context,
                     shard_mb=args.shard_mb, resume=args.resume)
     print(f"{store.path}: {len(store)} rows x {len(store.hooks)} hooks ({store.dtype})")
     return 0
+
+
+def _check_positive(**flags: float | None) -> None:
+    """Refuse a non-positive numeric flag before any heavy work (``None`` means "not given")."""
+    from replab.errors import DataError
+
+    for name, value in flags.items():
+        if value is not None and value <= 0:
+            raise DataError(f"--{name.replace('_', '-')} must be positive, got {value}; pass a value above 0.")
 
 
 def _verify(args: argparse.Namespace) -> int:

@@ -7,8 +7,12 @@ A store is a directory::
     shards/00000/<hook>.bin  raw little-endian rows [rows, d] of one hook (float32, float16, or
                              bfloat16 kept as uint16 bits)
     shards/00000/meta.<col>.bin   int64 rows of prompt_index, position, token_id
+    shards/00000/stats.safetensors   float64 per hook: ``<hook>.sum`` / ``<hook>.sumsq`` [d] and
+                             ``<hook>.norm_sum`` [1] of the shard's stored values (summed into the
+                             manifest's ``stats`` when the store completes, so resumes and merges keep them)
 
-Every shard holds the same ``rows_per_shard`` rows for every hook (the last one may hold fewer).
+Every shard holds the same rows for every hook: ``rows_per_shard`` of them, except the last one
+(and, in a store merged from ranks' parts by ``merge``, the last one of each part).
 A shard is written into ``shards/.NNNNN.tmp/`` and renamed into place once complete; only then
 is it listed in the manifest, so a capture killed at any moment leaves either a committed shard
 or debris that the next run deletes.
@@ -43,6 +47,7 @@ IDENTITY = ("format_version", "model", "model_hash", "hooks", "dtype", "position
 
 _STORAGE = {"float32": np.dtype("<f4"), "float16": np.dtype("<f2"), "bfloat16": np.dtype("<u2")}
 _META = np.dtype("<i8")
+STATS = "stats.safetensors"
 _HASH_CHUNK = 1 << 24
 
 
@@ -228,6 +233,7 @@ class ShardWriter:
         self._capacity = int(manifest["rows_per_shard"])
         self._rows = 0
         self._files: dict[str, tuple[Any, Any]] | None = None
+        self._stats: dict[str, np.ndarray] = {}
 
     @property
     def pending_rows(self) -> int:
@@ -262,14 +268,30 @@ class ShardWriter:
                 chunk = np.ascontiguousarray(columns[col][off:off + take])
                 f.write(chunk.data)
                 h.update(chunk.data)
+                if not col.startswith("meta."):
+                    self._add_stats(col, chunk)
             self._rows += take
             off += take
             if self._rows == self._capacity:
                 done = off == n
                 self._commit({"item": item + n_items, "skip": 0} if done else {"item": item, "skip": skip + off})
 
+    def _add_stats(self, hook: str, chunk: np.ndarray) -> None:
+        """Accumulate the stored values' per-dimension sum and sum of squares and sum of row norms."""
+        x = decode(chunk, self.manifest["dtype"]).astype(np.float64)
+        d = x.shape[1]
+        acc = self._stats.setdefault(hook, np.zeros(2 * d + 1))
+        acc[:d] += x.sum(0)
+        acc[d:2 * d] += np.square(x).sum(0)
+        acc[-1] += np.sqrt(np.square(x).sum(1)).sum()
+
     def _commit(self, cursor: dict[str, int]) -> None:
         assert self._files is not None
+        from safetensors.numpy import save_file
+
+        save_file({f"{h}.{name}": part for h, acc in self._stats.items() for name, part in _split(acc)},
+                  str(self._tmp / STATS))
+        self._stats = {}
         hashes = {}
         for col, (f, h) in self._files.items():
             f.flush()
@@ -292,5 +314,84 @@ class ShardWriter:
             self._commit(end)
         self.manifest["cursor"] = end
         self.manifest["complete"] = True
+        self.manifest["stats"] = summarise_stats(self.root, self.manifest)
         self._save(self.manifest)
         return self.manifest
+
+
+def _split(acc: np.ndarray) -> list[tuple[str, np.ndarray]]:
+    d = (acc.shape[0] - 1) // 2
+    return [("sum", acc[:d]), ("sumsq", acc[d:2 * d]), ("norm_sum", acc[-1:])]
+
+
+def summarise_stats(root: Path, manifest: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """Per hook ``{"rows", "mean" [d], "var" [d] (population), "mean_norm"}`` from the shards' stats files.
+
+    Shards written before statistics existed (no stats file) make the summary empty rather than wrong.
+    """
+    from safetensors.numpy import load_file
+
+    totals = {h: np.zeros(2 * int(manifest["dims"][h]) + 1) for h in manifest["hooks"]}
+    for k in range(len(manifest["shards"])):
+        path = shard_dir(Path(root), k) / STATS
+        if not path.is_file():
+            return {}
+        part = load_file(str(path)) if manifest["shards"][k]["rows"] else {}
+        for h, acc in totals.items():
+            if f"{h}.sum" in part:
+                acc += np.concatenate([part[f"{h}.sum"], part[f"{h}.sumsq"], part[f"{h}.norm_sum"]])
+    n = max(int(manifest["n_rows"]), 1)
+    out = {}
+    for h, acc in totals.items():
+        d = (acc.shape[0] - 1) // 2
+        mean = acc[:d] / n
+        out[h] = {"rows": int(manifest["n_rows"]), "mean": mean.tolist(),
+                  "var": np.maximum(acc[d:2 * d] / n - mean ** 2, 0).tolist(), "mean_norm": float(acc[-1] / n)}
+    return out
+
+
+def _link(src: Path, dst: Path) -> None:
+    """Hard-link ``src`` at ``dst`` (no copy, and the source stays valid); copy where links fail."""
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copyfile(src, dst)
+
+
+def merge(root: Path, manifest: dict[str, Any], parts: list[Path], n_items: int,
+          save: Callable[[dict[str, Any]], Any]) -> dict[str, Any]:
+    """Adopt the committed shards of complete part stores, in order, as the shards of ``root``.
+
+    Ranks of a distributed capture each write a part store over their own item range; this
+    links every part's shard files into ``root/shards/NNNNN`` (atomic rename of a temporary
+    directory per shard, as ``ShardWriter`` commits) and saves the merged, complete manifest last,
+    so a merge killed half way leaves debris that ``prepare`` removes and intact parts to redo it.
+
+    Args:
+        root: the store directory (``manifest`` from ``prepare``; its shard list is replaced).
+        manifest: the store's manifest (mutated and returned).
+        parts: part store directories in item order (every one complete, same settings).
+        n_items: source items in all.
+        save: writes the manifest atomically.
+    """
+    manifest["shards"], manifest["n_rows"] = [], 0
+    (Path(root) / SHARDS).mkdir(parents=True, exist_ok=True)
+    for part in parts:
+        pm = read_manifest(part)
+        for k, shard in enumerate(pm["shards"]):
+            j = len(manifest["shards"])
+            tmp = Path(root) / SHARDS / f".{j:05d}.tmp"
+            if tmp.exists():
+                shutil.rmtree(tmp)
+            tmp.mkdir()
+            for f in shard_dir(part, k).iterdir():
+                _link(f, tmp / f.name)
+            os.replace(tmp, shard_dir(root, j))
+            manifest["shards"].append(shard)
+            manifest["n_rows"] += shard["rows"]
+    _fsync_dir(Path(root) / SHARDS)
+    manifest["cursor"] = {"item": n_items, "skip": 0}
+    manifest["complete"] = True
+    manifest["stats"] = summarise_stats(root, manifest)
+    save(manifest)
+    return manifest

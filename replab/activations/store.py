@@ -90,9 +90,28 @@ class ActivationStore:
         self._check_hook(hook)
         return int(self.manifest["dims"][hook])
 
+    def stats(self, hook: str) -> dict[str, Any]:
+        """Statistics of ``hook``'s stored values, recorded at capture time (no rescan).
+
+        Returns:
+            ``{"rows": n, "mean": [d] float64 array, "var": [d] population variance, "mean_norm": float}``
+            (mean L2 norm of a row), e.g. for SAE input scaling (sqrt(d) / mean_norm) or probe standardisation.
+
+        Raises:
+            StoreError: the store was written before capture recorded statistics (re-capture it).
+        """
+        self._check_hook(hook)
+        entry = self.manifest.get("stats", {}).get(hook)
+        if entry is None:
+            raise StoreError(f"Store {self.path} has no capture statistics (written by an older replab); "
+                             "re-run the capture with resume=False to record them.")
+        return {"rows": entry["rows"], "mean": np.asarray(entry["mean"]), "var": np.asarray(entry["var"]),
+                "mean_norm": entry["mean_norm"]}
+
     def _check_hook(self, hook: str) -> None:
         if hook not in self.manifest["dims"]:
-            raise HookNameError(f"Hook {hook!r} is not in store {self.path}; it holds {', '.join(self.hooks)}.")
+            raise HookNameError(f"Hook {hook!r} is not in store {self.path}; it holds {', '.join(self.hooks)}. "
+                                 "Pass one of those, or capture this hook first.")
 
     def _column(self, column: str) -> ShardedArray:
         storage, width = shards.column_layout(self.manifest)[column]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 
+from replab import plugins
 from replab.datasets.files import load_file
 from replab.datasets.promptset import PromptSet, TextCorpus
 from replab.errors import DataError
@@ -20,17 +21,12 @@ def load(spec: str | os.PathLike, *, split: str = "train") -> PromptSet | TextCo
         split: ``"train"`` or ``"heldout"`` templates for world prompt sets.
     """
     spec = str(spec)
-    if spec.startswith("world:"):
-        from replab.world.prompts import world_corpus, world_prompts
-
-        name = spec.split(":", 1)[1]
+    prefix, _, name = spec.partition(":")
+    loader = plugins.source(prefix) if name and len(prefix) > 1 else None  # "C:\\x" is a Windows path
+    if loader is not None:
         if "/" in name:
             name, split = name.split("/", 1)
-        if name == "corpus":
-            return world_corpus()
-        if split not in ("train", "heldout"):
-            raise DataError(f"Unknown split {split!r} for {spec!r}; use 'train' or 'heldout'.")
-        return world_prompts(name, split=split)
+        return loader(name, split)
     return load_file(spec)
 
 

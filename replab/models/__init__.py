@@ -2,16 +2,15 @@
 
 from replab.models.forward import ForwardBatch, hook_widths, run_batches
 from replab.models.hooks import hook_layer, hook_names, resolve_hooks
-from replab.models.identity import model_id, weights_hash
+from replab.identity import model_id, weights_hash
 from replab.models.interventions import ablate_direction, add_direction, intervene, patch_activations, splice
-from replab.models.loading import WORLD_CHECKPOINT, load_model
+from replab.models.loading import load_model
 from replab.models.positions import Positions
 from replab.models.sources import as_source
 from replab.models.tokens import TokenBatch, pad_token_ids, subject_last_index, tokenize
 
 __all__ = [
     "load_model",
-    "WORLD_CHECKPOINT",
     "run_batches",
     "ForwardBatch",
     "hook_widths",

@@ -7,15 +7,13 @@ from pathlib import Path
 
 import torch
 
+from replab import plugins
 from replab.dtypes import parse_dtype
 from replab.errors import ModelLoadError
 
-WORLD_CHECKPOINT = Path(__file__).resolve().parent.parent / "world" / "checkpoint"
-
-
 def checkpoint_dir(name: str) -> Path:
-    """Where a model name would live on disk: the shipped world checkpoint, or the path itself."""
-    return WORLD_CHECKPOINT if name == "world" else Path(name).expanduser()
+    """Where a model name lives on disk: a registered checkpoint (``replab.plugins``), or the path itself."""
+    return plugins.checkpoint(name) or Path(name).expanduser()
 
 
 def load_model(name_or_path: str | os.PathLike, *, device: str | None = None, dtype: str | torch.dtype | None = None):
@@ -39,11 +37,12 @@ def load_model(name_or_path: str | os.PathLike, *, device: str | None = None, dt
 
     name = str(name_or_path)
     source = checkpoint_dir(name)
-    is_local = name == "world" or source.is_dir()
-    if name == "world" and not source.is_dir():
+    registered = plugins.checkpoint(name) is not None
+    is_local = registered or source.is_dir()
+    if registered and not source.is_dir():
         raise ModelLoadError(
-            f"The world model checkpoint {source} is missing from this installation. Reinstall replab "
-            "(pip install -e .) or retrain it: replab world train --out runs/world-train."
+            f"The {name!r} model checkpoint {source} is missing from this installation. Reinstall replab "
+            "(pip install -e .)" + (" or retrain it: replab world train --out runs/world-train." if name == "world" else ".")
         )
     if is_local and not (source / "config.json").is_file():
         raise ModelLoadError(

@@ -10,17 +10,17 @@
         logits = model("The movie was wonderful. It was")
 """
 
-from replab.probes.base import Probe, probe_types
+from replab.probes.base import PROBES, Probe, ProbeNotFittedError, make_probe, probe_types
 from replab.probes.baselines import control_labels, shuffled_labels
 from replab.probes.causal import ablate, causal_check, causal_effect, random_directions, steer
-from replab.probes.cli import probe_store
+from replab.probes.runkind import probe_store
 from replab.probes.figures import probe_figures
 from replab.probes.io import load_probe, save_probe
 from replab.probes.logistic import LogisticProbe, fit_logistic
 from replab.probes.mdl import VOITA_FRACTIONS, online_codelength
 from replab.probes.meandiff import MeanDiffProbe
 from replab.probes.ridge import RidgeProbe
-from replab.probes.sweep import PROBES, SweepResult, make_probe, sweep, top_row
+from replab.probes.sweep import SweepResult, sweep, top_row
 
 load = load_probe
 
@@ -32,6 +32,7 @@ __all__ = [
     "PROBES",
     "make_probe",
     "probe_types",
+    "ProbeNotFittedError",
     "fit_logistic",
     "sweep",
     "top_row",

@@ -1,30 +1,57 @@
-"""The probe base class and the input checks every probe shares.
+"""The probe base class, the probe registry and the input checks every probe shares.
 
-A probe follows scikit-learn's conventions (``fit(X, y)``, ``predict``, ``score``) on numpy
-arrays, torch tensors or store columns (``store[hook]``), and records where its vector lives:
-the ``hook``, ``position`` and ``model`` it was fitted on travel with it into the saved files.
+A probe is a scikit-learn estimator (``clone``, ``get_params``/``set_params``, ``Pipeline``,
+``GridSearchCV``, ``cross_val_score``): its constructor stores the hyperparameters as given and
+``fit`` validates them. It takes numpy arrays, torch tensors or store columns (``store[hook]``),
+and records where its vector lives: the ``hook``, ``position`` and ``model`` it was fitted on
+are provenance, not hyperparameters (``fit(X, y, hook=...)`` or the constructor set them;
+``clone`` drops them), and travel with it into the saved files.
 """
 
 from __future__ import annotations
 
 import abc
-from collections.abc import Mapping, Sequence
+import functools
+import types
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 import torch
+from sklearn.base import clone as sk_clone
+from sklearn.exceptions import NotFittedError
 
 from replab.errors import DataError, ReplabError
 
 Folds = Sequence[tuple[np.ndarray, np.ndarray]]
 
-_REGISTRY: dict[str, type["Probe"]] = {}
+_PROBES: dict[str, Callable[[], "Probe"]] = {}
+PROBES: Mapping[str, Callable[[], "Probe"]] = types.MappingProxyType(_PROBES)
+"""The probe registry: sweep name (``"logistic"``, ``"ridge"``, ``"meandiff"``, ``"meandiff-iid"``)
+-> factory of an unfitted probe. Filled by ``Probe`` subclasses from their ``variants``."""
+
+
+class ProbeNotFittedError(ReplabError, NotFittedError):
+    """A probe was used before ``fit`` (also scikit-learn's ``NotFittedError``)."""
 
 
 def probe_types() -> dict[str, type["Probe"]]:
-    """Probe classes by ``kind`` (``"logistic"``, ``"ridge"``, ``"meandiff"``)."""
-    return dict(_REGISTRY)
+    """Probe classes by ``kind`` (``"logistic"``, ``"ridge"``, ``"meandiff"``), from ``PROBES``."""
+    out: dict[str, type[Probe]] = {}
+    for factory in _PROBES.values():
+        cls = factory.func
+        out.setdefault(cls.kind, cls)
+    return out
+
+
+def make_probe(spec: "str | Probe") -> "Probe":
+    """A probe from a name in ``PROBES`` or a configured (unfitted) probe instance (cloned)."""
+    if isinstance(spec, Probe):
+        return spec.clone()
+    if spec not in _PROBES:
+        raise DataError(f"Unknown probe {spec!r}; use one of {', '.join(_PROBES)} or pass a probe instance.")
+    return _PROBES[spec]()
 
 
 def as_features(X: Any, what: str = "X") -> torch.Tensor:
@@ -35,6 +62,8 @@ def as_features(X: Any, what: str = "X") -> torch.Tensor:
     """
     if isinstance(X, torch.Tensor):
         t = X.detach().to(torch.float32)
+    elif hasattr(X, "toarray"):
+        raise DataError(f"{what} is a sparse matrix; probes need dense activations: pass {what}.toarray().")
     else:
         try:
             t = torch.from_numpy(np.ascontiguousarray(np.asarray(X, dtype=np.float32)))
@@ -74,13 +103,21 @@ def encode_labels(y: Any, n: int, what: str = "y") -> tuple[np.ndarray, np.ndarr
     arr = _as_1d(y, n, what)
     if arr.dtype.kind == "f" and not np.isfinite(arr).all():
         raise DataError(f"{what} contains NaN or inf; every row needs a class label.")
-    if arr.dtype == object and any(v is None for v in arr):
-        raise DataError(f"{what} contains missing labels (None); every row needs a class label.")
+    if arr.dtype == object and any(v is None or (isinstance(v, float) and not np.isfinite(v)) for v in arr):
+        raise DataError(f"{what} contains missing labels (None/NaN); every row needs a class label.")
+    if arr.dtype.kind in "UO":
+        blank = [i for i, v in enumerate(arr) if isinstance(v, str) and not v.strip()]
+        if blank:
+            raise DataError(f"{what} has {len(blank)} blank label(s), first at row {blank[0]}; fill in or drop "
+                            "those rows.")
+    if arr.dtype.kind == "f" and not np.array_equal(arr, np.round(arr)):
+        raise DataError(f"Unknown label type: {what} holds continuous values; a classifier needs class labels "
+                        "(use RidgeProbe / probes=['ridge'] for numeric targets).")
     classes, index = np.unique(arr, return_inverse=True)
     if len(classes) < 2:
         raise DataError(
-            f"{what} has a single class ({classes[0]!r} for all {n} rows); a classifier needs at least two. "
-            "Check the label column or the prompt set."
+            f"{what} has a single class (1 class, {classes[0]!r} for all {n} rows); a classifier needs at least "
+            "two. Check the label column or the prompt set."
         )
     return classes, index.astype(np.int64)
 
@@ -116,34 +153,31 @@ def unit(v: np.ndarray) -> np.ndarray:
 
 
 class Probe(abc.ABC):
-    """Base class: provenance (``hook``, ``position``, ``model``), checks, save/load.
+    """Base class: provenance (``hook``, ``position``, ``model``), checks, save/load, registry.
 
-    Subclasses set ``kind`` (registry name), ``task`` (``"classification"`` or
-    ``"regression"``) and ``metric`` (what ``score`` returns) and implement ``fit``,
-    ``predict``, ``direction``, ``cross_validate``, ``params`` and the tensor state hooks.
+    Subclasses set ``kind`` (saved-file type), ``task`` (``"classification"`` or
+    ``"regression"``), ``metric`` (what ``score`` returns) and ``variants`` (registry name ->
+    constructor keywords; default ``{kind: {}}``), list a scikit-learn mixin and
+    ``BaseEstimator`` after ``Probe``, store their constructor arguments unchanged, and implement
+    ``fit``, ``predict``, ``direction``, ``cross_validate`` and the tensor state hooks.
     """
 
     kind: ClassVar[str] = ""
     task: ClassVar[str] = "classification"
     metric: ClassVar[str] = "accuracy"
+    variants: ClassVar[Mapping[str, Mapping[str, Any]]] = {}
+    # provenance: class-level defaults, so an unfitted probe holds only its hyperparameters
+    hook: str | None = None
+    position: str | None = None
+    model: str | None = None
 
     def __init_subclass__(cls, **kw: Any) -> None:
         super().__init_subclass__(**kw)
         if cls.kind:
-            _REGISTRY[cls.kind] = cls
-
-    def __init__(self, *, hook: str | None = None, position: str | None = None, model: str | None = None) -> None:
-        self.hook = hook
-        self.position = position
-        self.model = model
-        self.meta: dict[str, Any] = {}
-        self.d_: int | None = None
+            for name, params in (cls.variants or {cls.kind: {}}).items():
+                _PROBES[name] = functools.partial(cls, **params)
 
     # ---- what subclasses provide ---------------------------------------------------------
-    @abc.abstractmethod
-    def params(self) -> dict[str, Any]:
-        """Hyperparameters (constructor keyword arguments), JSON-able."""
-
     @abc.abstractmethod
     def fit(self, X, y, *, hook: str | None = None, position: str | None = None, model: str | None = None) -> "Probe":
         """Fit on ``X`` ``[n, d]`` and ``y`` ``[n]``, recording where the activations came from."""
@@ -216,18 +250,43 @@ class Probe(abc.ABC):
         """Short label used in sweep tables and file names."""
         return self.kind
 
-    def clone(self) -> "Probe":
-        """An unfitted probe with the same hyperparameters."""
-        return type(self)(**self.params())
+    def params(self) -> dict[str, Any]:
+        """Hyperparameters (``get_params(deep=False)``: the constructor arguments), JSON-able."""
+        return self.get_params(deep=False)
 
-    def _provenance(self, hook: str | None, position: str | None, model: str | None) -> None:
-        self.hook = hook if hook is not None else self.hook
-        self.position = position if position is not None else self.position
-        self.model = model if model is not None else self.model
+    def clone(self) -> "Probe":
+        """An unfitted probe with the same hyperparameters (``sklearn.base.clone``)."""
+        return sk_clone(self)
+
+    @property
+    def meta(self) -> dict[str, Any]:
+        """Free-form provenance saved with the probe (layer, CV score, model hash, ...)."""
+        return self.__dict__.setdefault("_meta", {})
+
+    @meta.setter
+    def meta(self, value: Mapping[str, Any]) -> None:
+        self._meta = dict(value)
+
+    @property
+    def d_(self) -> int | None:
+        """Activation width the probe was fitted on (``n_features_in_``), ``None`` before ``fit``."""
+        return getattr(self, "n_features_in_", None)
+
+    @d_.setter
+    def d_(self, d: int) -> None:
+        self.n_features_in_ = int(d)
+
+    def _provenance(self, hook: str | None = None, position: str | None = None, model: str | None = None) -> None:
+        if hook is not None:
+            self.hook = hook
+        if position is not None:
+            self.position = position
+        if model is not None:
+            self.model = model
 
     def _check_fitted(self) -> None:
         if self.d_ is None:
-            raise ReplabError(f"{type(self).__name__} is not fitted yet; call .fit(X, y) first.")
+            raise ProbeNotFittedError(f"{type(self).__name__} is not fitted yet; call .fit(X, y) first.")
 
     def _features(self, X) -> torch.Tensor:
         self._check_fitted()

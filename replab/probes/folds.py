@@ -16,7 +16,30 @@ from replab.errors import DataError
 from replab.probes.base import Folds
 
 
-def make_folds(y: np.ndarray, *, task: str, cv: int = 5, groups: np.ndarray | None = None, seed: int = 0) -> Folds:
+def check_class_counts(y: np.ndarray, cv: int, classes: np.ndarray | None = None) -> None:
+    """Raise before any fitting when a class has fewer rows than stratified ``cv``-fold CV needs.
+
+    Args:
+        y: ``[n]`` class indices (or labels).
+        cv: number of folds.
+        classes: names of the classes ``y`` indexes, for the message.
+
+    Raises:
+        DataError: naming every class's count and the largest ``cv`` that works.
+    """
+    uniq, counts = np.unique(y, return_counts=True)
+    if counts.min() >= cv:
+        return
+    names = uniq if classes is None else np.asarray(classes)[uniq]
+    listing = ", ".join(f"{c!r}: {k}" for c, k in zip(names.tolist(), counts.tolist()))
+    fix = (f"lower cv to {counts.min()} or fewer" if counts.min() >= 2 else
+           "add rows of the rare class or drop it (a class needs at least 2 rows)")
+    raise DataError(f"Stratified {cv}-fold CV needs at least {cv} rows per class, but the class counts are "
+                    f"{{{listing}}}; {fix}.")
+
+
+def make_folds(y: np.ndarray, *, task: str, cv: int = 5, groups: np.ndarray | None = None, seed: int = 0,
+               classes: np.ndarray | None = None) -> Folds:
     """Train/test index pairs.
 
     Classification uses ``StratifiedKFold`` (``StratifiedGroupKFold`` with groups), regression
@@ -28,9 +51,10 @@ def make_folds(y: np.ndarray, *, task: str, cv: int = 5, groups: np.ndarray | No
         task: ``"classification"`` or ``"regression"``.
         cv: number of folds.
         groups: optional ``[n]`` group ids (e.g. the subject of each row).
+        classes: names of the classes ``y`` indexes (named in the class-count error).
 
     Raises:
-        DataError: fewer rows or groups than folds.
+        DataError: fewer rows or groups than folds, or a class with fewer rows than folds.
     """
     from sklearn.model_selection import GroupKFold, KFold, StratifiedGroupKFold, StratifiedKFold
 
@@ -39,6 +63,8 @@ def make_folds(y: np.ndarray, *, task: str, cv: int = 5, groups: np.ndarray | No
         raise DataError(f"cv={cv}; cross-validation needs at least 2 folds.")
     if n < cv:
         raise DataError(f"Only {n} rows for {cv} folds; capture more rows or lower cv.")
+    if task == "classification":
+        check_class_counts(y, cv, classes)
     X = np.zeros((n, 1))
     if groups is not None:
         n_groups = len(np.unique(groups))
@@ -50,17 +76,8 @@ def make_folds(y: np.ndarray, *, task: str, cv: int = 5, groups: np.ndarray | No
             splitter = GroupKFold(cv, shuffle=True, random_state=seed)
         return [(tr, te) for tr, te in splitter.split(X, y, groups)]
     if task == "classification":
-        counts = np.bincount(np.unique(y, return_inverse=True)[1])
-        if counts.min() < 2:
-            raise DataError(
-                f"A class has only {counts.min()} row(s); stratified {cv}-fold CV needs at least 2 per class."
-            )
         splitter = StratifiedKFold(cv, shuffle=True, random_state=seed)
-        import warnings
-
-        with warnings.catch_warnings():  # a rare class in fewer folds than cv is fine for us
-            warnings.simplefilter("ignore", UserWarning)
-            return [(tr, te) for tr, te in splitter.split(X, y)]
+        return [(tr, te) for tr, te in splitter.split(X, y)]
     return [(tr, te) for tr, te in KFold(cv, shuffle=True, random_state=seed).split(X)]
 
 

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from sklearn.base import BaseEstimator, ClassifierMixin
 
 from replab.errors import DataError
 from replab.probes.base import Folds, Probe, as_features, encode_labels, unit
@@ -185,17 +186,18 @@ def _predict_index(Z: torch.Tensor) -> torch.Tensor:
     return (Z[..., 0] > 0).long() if Z.shape[-1] == 1 else Z.argmax(-1)
 
 
-class LogisticProbe(Probe):
+class LogisticProbe(Probe, ClassifierMixin, BaseEstimator):
     """Binary or multinomial logistic regression on standardised features (L2, L-BFGS).
 
     Matches ``make_pipeline(StandardScaler(), LogisticRegression(C=C))``; the fitted
     ``coef_ [K', d]`` and ``intercept_ [K']`` are in the original activation coordinates.
+    A scikit-learn classifier (``clone``, ``GridSearchCV(LogisticProbe(), {"C": [...]})``).
 
     Args:
-        C: inverse L2 strength on the standardised weights.
+        C: inverse L2 strength on the standardised weights (> 0).
         tol: gradient tolerance (as scikit-learn).
         max_iter: L-BFGS iterations.
-        hook, position, model: provenance recorded in saved files.
+        hook, position, model: provenance recorded in saved files (not hyperparameters).
     """
 
     kind = "logistic"
@@ -203,22 +205,29 @@ class LogisticProbe(Probe):
     metric = "accuracy"
 
     def __init__(self, C: float = 1.0, *, tol: float = 1e-4, max_iter: int = 1000, **provenance: Any) -> None:
-        super().__init__(**provenance)
-        if C <= 0:
-            raise DataError(f"C must be positive, got {C}.")
-        self.C, self.tol, self.max_iter = float(C), float(tol), int(max_iter)
+        self.C = C
+        self.tol = tol
+        self.max_iter = max_iter
+        self._provenance(**provenance)
 
-    def params(self) -> dict[str, Any]:
-        return {"C": self.C, "tol": self.tol, "max_iter": self.max_iter}
+    def _check_params(self) -> None:
+        if not (np.isscalar(self.C) and float(self.C) > 0):
+            raise DataError(f"C must be a positive number, got {self.C!r}.")
+        if not (np.isscalar(self.tol) and float(self.tol) > 0):
+            raise DataError(f"tol must be a positive number, got {self.tol!r}.")
+        if not (isinstance(self.max_iter, (int, np.integer)) and self.max_iter >= 1):
+            raise DataError(f"max_iter must be a positive integer, got {self.max_iter!r}.")
 
     def fit(self, X, y, *, hook: str | None = None, position: str | None = None,
             model: str | None = None) -> "LogisticProbe":
         """Fit on ``X [n, d]`` and class labels ``y [n]``."""
+        self._check_params()
         Xt = as_features(X)
         classes, idx = encode_labels(y, Xt.shape[0])
         n = Xt.shape[0]
         coef, intercept = fit_logistic(Xt, torch.from_numpy(idx)[:, None], torch.ones(n, 1, dtype=torch.bool),
-                                       len(classes), C=self.C, tol=self.tol, max_iter=self.max_iter)
+                                       len(classes), C=float(self.C), tol=float(self.tol),
+                                       max_iter=int(self.max_iter))
         self.classes_ = classes
         self.coef_ = coef[0].cpu().numpy()
         self.intercept_ = intercept[0].cpu().numpy()
@@ -298,7 +307,9 @@ class LogisticProbe(Probe):
                 train[:, -1] = True
         train = train[:, : len(columns)]
         labels = torch.from_numpy(np.stack(columns, 1))
-        coef, intercept = fit_logistic(Xs, labels, train, len(classes), C=self.C, tol=self.tol, max_iter=self.max_iter)
+        self._check_params()
+        coef, intercept = fit_logistic(Xs, labels, train, len(classes), C=float(self.C), tol=float(self.tol),
+                                       max_iter=int(self.max_iter))
         correct = (_predict_index(logistic_logits(Xs, coef, intercept)).cpu() == labels).numpy()  # [L, n, P]
         out = []
         for layer, X in enumerate(Xs):

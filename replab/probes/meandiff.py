@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from sklearn.base import BaseEstimator, ClassifierMixin
 
 from replab.errors import DataError
 from replab.probes.base import Folds, Probe, as_features, encode_labels
@@ -44,7 +45,7 @@ def mass_mean(sum_pos: torch.Tensor, n_pos: int, sum_neg: torch.Tensor, n_neg: i
     return w, w @ (mu_p + mu_n) / 2
 
 
-class MeanDiffProbe(Probe):
+class MeanDiffProbe(Probe, ClassifierMixin, BaseEstimator):
     """Binary classifier along the difference of class means.
 
     ``decision(x) = w . x - threshold``; positive means ``classes_[1]``. ``direction`` is ``w``
@@ -60,21 +61,30 @@ class MeanDiffProbe(Probe):
     kind = "meandiff"
     task = "classification"
     metric = "accuracy"
+    variants = {"meandiff": {}, "meandiff-iid": {"iid": True}}
 
     def __init__(self, iid: bool = False, *, rcond: float = 1e-6, **provenance: Any) -> None:
-        super().__init__(**provenance)
-        self.iid, self.rcond = bool(iid), float(rcond)
+        self.iid = iid
+        self.rcond = rcond
+        self._provenance(**provenance)
 
     @property
     def name(self) -> str:
         return "meandiff-iid" if self.iid else "meandiff"
 
-    def params(self) -> dict[str, Any]:
-        return {"iid": self.iid, "rcond": self.rcond}
+    def _check_params(self) -> None:
+        if not (np.isscalar(self.rcond) and 0 <= float(self.rcond) < 1):
+            raise DataError(f"rcond must be a number in [0, 1), got {self.rcond!r}.")
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.classifier_tags.multi_class = False  # binary by construction (two class means)
+        return tags
 
     def fit(self, X, y, *, hook: str | None = None, position: str | None = None,
             model: str | None = None) -> "MeanDiffProbe":
         """Fit on ``X [n, d]`` and binary labels ``y [n]``."""
+        self._check_params()
         Xt = as_features(X)
         classes, idx = encode_labels(y, Xt.shape[0])
         if len(classes) != 2:
@@ -85,7 +95,7 @@ class MeanDiffProbe(Probe):
         Xc, x_mean = center(Xt)
         pos = torch.from_numpy(idx == 1).to(Xc.device)
         (s_pos, n_pos), (s_neg, n_neg) = ((Xc[m].sum(0), int(m.sum())) for m in (pos, ~pos))
-        w, thr = mass_mean(s_pos, n_pos, s_neg, n_neg, gram=Xc.T @ Xc if self.iid else None, rcond=self.rcond)
+        w, thr = mass_mean(s_pos, n_pos, s_neg, n_neg, gram=Xc.T @ Xc if self.iid else None, rcond=float(self.rcond))
         self.classes_ = classes
         self.coef_ = w.cpu().numpy()
         self.threshold_ = float(thr + w @ x_mean)  # back to uncentred coordinates
@@ -112,6 +122,7 @@ class MeanDiffProbe(Probe):
                        refit=None) -> dict[str, np.ndarray]:
         """Test accuracy per fold for each target (class sums by one matrix product, Grams shared);
         ``refit`` fits ``self`` on all rows."""
+        self._check_params()
         names = list(targets)
         classes = np.unique(np.concatenate([np.asarray(targets[t]) for t in names]))
         if len(classes) != 2:
@@ -134,7 +145,7 @@ class MeanDiffProbe(Probe):
                     pred = torch.full((len(te),), n_p > 0, device=dev)
                 else:
                     w, thr = mass_mean(sums[:, j], n_p, sums[:, T + j], n_n,
-                                       gram=None if stats is None else stats[0], rcond=self.rcond)
+                                       gram=None if stats is None else stats[0], rcond=float(self.rcond))
                     pred = Xte @ w > thr
                 scores[j, k] = float((pred == truth[:, j]).double().mean())
         if refit is not None:

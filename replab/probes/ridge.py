@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from sklearn.base import BaseEstimator, RegressorMixin
 
 from replab.errors import DataError
 from replab.probes.base import Folds, Probe, as_features, as_values
@@ -45,12 +46,12 @@ def r2(y: np.ndarray, pred: np.ndarray) -> float:
     return 1.0 - float(np.sum((y - pred) ** 2)) / ss_tot if ss_tot > 0 else float("nan")
 
 
-class RidgeProbe(Probe):
-    """Linear regression with an L2 penalty, scored by R^2.
+class RidgeProbe(Probe, RegressorMixin, BaseEstimator):
+    """Linear regression with an L2 penalty, scored by R^2 (a scikit-learn regressor).
 
     Args:
-        alpha: L2 strength; ``None`` uses ``d_model`` (the activation width), as Gurnee & Tegmark.
-        hook, position, model: provenance recorded in saved files.
+        alpha: L2 strength (>= 0); ``None`` uses ``d_model`` (the activation width), as Gurnee & Tegmark.
+        hook, position, model: provenance recorded in saved files (not hyperparameters).
     """
 
     kind = "ridge"
@@ -58,30 +59,30 @@ class RidgeProbe(Probe):
     metric = "r2"
 
     def __init__(self, alpha: float | None = None, **provenance: Any) -> None:
-        super().__init__(**provenance)
-        if alpha is not None and alpha < 0:
-            raise DataError(f"alpha must be non-negative, got {alpha}.")
-        self.alpha = None if alpha is None else float(alpha)
-
-    def params(self) -> dict[str, Any]:
-        return {"alpha": self.alpha}
+        self.alpha = alpha
+        self._provenance(**provenance)
 
     def _alpha(self, d: int) -> float:
-        return float(d) if self.alpha is None else self.alpha
+        if self.alpha is None:
+            return float(d)
+        if not (np.isscalar(self.alpha) and float(self.alpha) >= 0):
+            raise DataError(f"alpha must be a non-negative number or None, got {self.alpha!r}.")
+        return float(self.alpha)
 
     def fit(self, X, y, *, hook: str | None = None, position: str | None = None,
             model: str | None = None) -> "RidgeProbe":
         """Fit on ``X [n, d]`` and numeric targets ``y [n]``."""
         Xt = as_features(X)
         n, d = Xt.shape
+        alpha = self._alpha(d)
         yv = as_values(y, n)
         Xc, x_mean = center(Xt)
         y_mean, y_std = yv.mean(), yv.std()
         ys = torch.from_numpy((yv - y_mean) / y_std).to(Xc.device)[:, None]
-        coef, _ = ridge_solve(Xc.T @ Xc, Xc.sum(0), n, Xc.T @ ys, ys.sum(0), self._alpha(d))
+        coef, _ = ridge_solve(Xc.T @ Xc, Xc.sum(0), n, Xc.T @ ys, ys.sum(0), alpha)
         self.coef_ = (coef[:, 0] * y_std).cpu().numpy()
         self.intercept_ = float(y_mean - x_mean.cpu().numpy() @ self.coef_)
-        self.alpha_ = self._alpha(d)
+        self.alpha_ = alpha
         self.d_ = d
         self._provenance(hook, position, model)
         return self

@@ -20,22 +20,12 @@ from tqdm.auto import tqdm
 
 from replab.errors import DataError, HookNameError
 from replab.models.hooks import expand_patterns, hook_layer
-from replab.probes.base import Probe, as_features, as_values, encode_labels
+from replab.probes.base import PROBES, Probe, as_features, as_values, encode_labels, make_probe
 from replab.probes.baselines import control_labels, shuffled_labels
 from replab.probes.figures import probe_figures
 from replab.probes.folds import make_folds
 from replab.probes.logistic import LogisticProbe
 from replab.probes.mdl import online_codelength
-from replab.probes.meandiff import MeanDiffProbe
-from replab.probes.ridge import RidgeProbe
-
-PROBES = {
-    "logistic": LogisticProbe,
-    "ridge": RidgeProbe,
-    "meandiff": MeanDiffProbe,
-    "meandiff-iid": lambda: MeanDiffProbe(iid=True),
-}
-
 
 def top_row(table: pd.DataFrame, probe: str | None = None) -> pd.Series:
     """The best task row of a sweep table (optionally of one probe type): highest mean, ties
@@ -47,15 +37,6 @@ def top_row(table: pd.DataFrame, probe: str | None = None) -> pd.Series:
         raise DataError(f"No task rows{'' if probe is None else f' for probe {probe!r}'} in the sweep table.")
     sel = rows["selectivity"].fillna(-1.0) if "selectivity" in rows else 0.0
     return rows.assign(_sel=sel).sort_values(["mean", "_sel"], ascending=False, kind="stable").iloc[0]
-
-
-def make_probe(spec: str | Probe) -> Probe:
-    """A probe from a name in ``PROBES`` or a configured (unfitted) probe instance."""
-    if isinstance(spec, Probe):
-        return spec.clone()
-    if spec not in PROBES:
-        raise DataError(f"Unknown probe {spec!r}; use one of {', '.join(PROBES)} or pass a probe instance.")
-    return PROBES[spec]()
 
 
 @dataclass(frozen=True)
@@ -246,7 +227,8 @@ def sweep(
         labels = classes[y]
     else:
         y = labels = as_values(raw, data.n, what)
-    folds = make_folds(y, task=task, cv=cv, groups=_column(data, groups, "groups"), seed=seed)
+    folds = make_folds(y, task=task, cv=cv, groups=_column(data, groups, "groups"), seed=seed,
+                       classes=classes if task == "classification" else None)
     targets = {"task": y}
     if control:
         types = _control_types(data, control_by)

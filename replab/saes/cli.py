@@ -93,7 +93,7 @@ def _load_model(args: argparse.Namespace, store):
 def run(args: argparse.Namespace) -> int:
     """Execute ``train-sae``; returns the exit code."""
     from replab.activations import ActivationStore
-    from replab.saes.pipeline import train_store_sae
+    from replab.saes.runkind import train_store_sae
 
     store = ActivationStore.open(args.store)
     model = _load_model(args, store)

@@ -24,6 +24,8 @@ from functools import cached_property
 
 import torch
 
+from replab.kernels.dispatch import use_triton
+
 # torch marks CSR tensors as beta; replab only uses CSR @ dense and sampled_addmm, both tested here.
 warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta state")
 SPARSE_DTYPES = (torch.float32, torch.float64)  # what torch's CPU sparse BLAS supports
@@ -95,14 +97,23 @@ def _offsets(sorted_ids: torch.Tensor, n: int) -> torch.Tensor:
 
 
 def _spmm(sparse: torch.Tensor, dense: torch.Tensor) -> torch.Tensor:
-    """CSR @ dense, through float32 for dtypes the sparse kernels lack (fp16/bf16)."""
+    """CSR @ dense, through float32 for dtypes the sparse kernels lack (fp16/bf16).
+
+    On CUDA with triton (``replab.kernels``) one Triton program per row; this CSR path is its reference.
+    """
+    if use_triton(dense) and dense.dtype != torch.float64:
+        from replab.kernels.sparse_triton import csr_spmm
+        return csr_spmm(sparse.crow_indices(), sparse.col_indices(), sparse.values(), dense)
     if dense.dtype in SPARSE_DTYPES:
         return sparse @ dense
     return (sparse.to(torch.float32) @ dense.float()).to(dense.dtype)
 
 
 def _sddmm(sel: Selection, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """``(a @ b)[sel]`` as ``[nnz]`` values without forming the dense product."""
+    """``(a @ b)[sel]`` as ``[nnz]`` values without forming the dense product (Triton on CUDA)."""
+    if use_triton(a, b) and a.dtype != torch.float64:
+        from replab.kernels.sparse_triton import sddmm
+        return sddmm(sel.rows, sel.cols, a, b)
     if a.dtype in SPARSE_DTYPES:
         pattern = sel.matrix(a.new_zeros(sel.nnz))
         return torch.sparse.sampled_addmm(pattern, a, b, beta=0.0).values()

@@ -21,6 +21,7 @@ from typing import Any
 
 import torch
 
+from replab import distributed
 from replab.errors import DataError, ReplabError, RunDirError
 from replab.runs import Run, atomic_write_bytes, atomic_write_json, read_json
 from replab.saes import io
@@ -272,6 +273,10 @@ def train(
         known = ", ".join(f.name for f in dataclasses.fields(TrainConfig))
         raise DataError(f"Unknown training setting ({exc}); known settings: {known}.") from None
     source = rows(data, hook, sae.d_in)
+    world, me = distributed.world_size(), distributed.rank()
+    if world > 1:  # DDP: every rank reads the same global batch order and trains on its slice of each batch
+        shared = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in ("device", "progress")}
+        distributed.check_same({"train": shared, "sae": sae.cfg.to_dict(), "data": source.describe()}, "SAE training")
     device = torch.device(cfg.device) if cfg.device else sae.W_dec.device
     sae.to(device).train()
     _with_metadata(sae, source)
@@ -279,16 +284,19 @@ def train(
     base_lr = cfg.learning_rate(sae.d_sae)
     opt = torch.optim.Adam(sae.parameters(), lr=base_lr, betas=cfg.betas, fused=True)
 
+    ckpt_root = None if out is None else (out.path if isinstance(out, Run) else Path(out))
+    if not distributed.is_main():  # only rank 0 writes the run directory; every rank reads its checkpoints
+        out = None
     owns_run = out is not None and not isinstance(out, Run)
     config = {"architecture": sae.architecture, "sae": sae.cfg.to_dict(), "train": dataclasses.asdict(cfg),
               "data": source.describe(), "lr": base_lr, "total_steps": total}
     run = Run.create(out, "sae", config) if owns_run else out
     if run is not None:
         run.write_json("train_config.json", config)
-    if cfg.checkpoint_every and run is None:
+    if cfg.checkpoint_every and ckpt_root is None:
         raise DataError("checkpoint_every needs out=<run directory> to write checkpoints to.")
 
-    loaded = _load_checkpoint(run.path, sae, opt, device) if (resume and run is not None) else None
+    loaded = _load_checkpoint(ckpt_root, sae, opt, device) if (resume and ckpt_root is not None) else None
     if loaded:
         state, tokens_since_fired = loaded
         step, seen, scale, history = state["step"], state["tokens"], state["scale"], state["history"]
@@ -305,16 +313,17 @@ def train(
     while step < total:
         epoch_i, batch_i, x = next(batches)
         position = (epoch_i, batch_i)
-        x = x.to(device) * scale
+        n_global = x.shape[0]
+        x = torch.tensor_split(x, world)[me].to(device) * scale
         for group in opt.param_groups:
             group["lr"] = base_lr * cfg.lr_factor(step, total)
         ctx = TrainContext(step=step, total_steps=total, dead_mask=tokens_since_fired >= cfg.dead_after_tokens)
-        output = _optimiser_step(sae, opt, x, ctx, cfg.grad_clip)
+        output = _optimiser_step(sae, opt, x, ctx, cfg.grad_clip, x.shape[0] / n_global)
         with torch.no_grad():
-            tokens_since_fired += x.shape[0]
-            tokens_since_fired[output.fired] = 0
-        step, seen = step + 1, seen + x.shape[0]
-        bar.update(x.shape[0])
+            tokens_since_fired += n_global
+            tokens_since_fired[distributed.all_reduce_sum(output.fired.to(torch.int32)) > 0] = 0
+        step, seen = step + 1, seen + n_global
+        bar.update(n_global)
         if step % cfg.log_every == 0 or step == total:
             history.append(_log_entry(step, seen, output, x, opt, tokens_since_fired, cfg, seen - seen0, t0))
             bar.set_postfix(loss=f"{history[-1]['loss']:.4g}", l0=f"{history[-1]['l0']:.1f}")
@@ -341,8 +350,13 @@ def train(
     return TrainResult(sae=sae, history=history, metrics=metrics, run=run)
 
 
-def _optimiser_step(sae: SAE, opt: torch.optim.Optimizer, x: torch.Tensor, ctx: TrainContext, grad_clip: float):
-    """Loss, backward, decoder-gradient projection, clipping, Adam step, weight constraints."""
+def _optimiser_step(sae: SAE, opt: torch.optim.Optimizer, x: torch.Tensor, ctx: TrainContext, grad_clip: float,
+                    share: float = 1.0):
+    """Loss, backward, gradient all-reduce, decoder-gradient projection, clipping, Adam step, weight constraints.
+
+    ``share`` is this rank's fraction of the global batch: each rank's mean-loss gradient is weighted by it
+    and summed over ranks, giving the gradient of the global batch's mean loss (DDP; 1.0 in one process).
+    """
     output = sae.training_loss(x, ctx)
     if not torch.isfinite(output.loss):
         raise ReplabError(
@@ -351,6 +365,10 @@ def _optimiser_step(sae: SAE, opt: torch.optim.Optimizer, x: torch.Tensor, ctx: 
         )
     opt.zero_grad(set_to_none=True)
     output.loss.backward()
+    if distributed.world_size() > 1:
+        for p in sae.parameters():
+            if p.grad is not None:
+                distributed.all_reduce_sum(p.grad.mul_(share))
     sae.constrain_gradients()
     if grad_clip:
         torch.nn.utils.clip_grad_norm_(sae.parameters(), grad_clip)

@@ -3,7 +3,7 @@
 ::
 
     from replab import viz
-    lens = viz.logit_lens(model, "The capital of France is")   # tidy: layer, position, top_token, top_prob, ...
+    lens = replab.lenses.logit_lens(model, "The capital of France is")   # tidy: layer, position, top_token, ...
     viz.lens_heatmap(lens).show()
     viz.run_index("runs")                                       # every run directory, with problems explained
 """
@@ -25,7 +25,6 @@ from replab.viz.lens import (
     AttentionPatterns,
     LiveLimitError,
     attention_patterns,
-    logit_lens,
     n_params,
     next_token_topk,
 )
@@ -37,7 +36,6 @@ from replab.viz.runs import (
     card_tables,
     feature_table,
     find_latents,
-    key_metrics,
     open_run,
     read_latent,
     read_probe_run,
@@ -47,9 +45,9 @@ from replab.viz.runs import (
 )
 
 __all__ = [
-    "logit_lens", "next_token_topk", "attention_patterns", "AttentionPatterns", "n_params", "LiveLimitError",
+    "next_token_topk", "attention_patterns", "AttentionPatterns", "n_params", "LiveLimitError",
     "MAX_PARAMS", "MAX_TOKENS",
-    "run_index", "key_metrics", "open_run", "read_probe_run", "ProbeRun", "sae_summary", "SAE_METRICS", "FEATURE_KINDS",
+    "run_index", "open_run", "read_probe_run", "ProbeRun", "sae_summary", "SAE_METRICS", "FEATURE_KINDS",
     "feature_table", "find_latents", "read_latent", "world_cards", "card_tables",
     "pca_2d", "Projection", "token_spans",
     "lens_heatmap", "topk_bar", "attention_heatmap", "pca_scatter", "sae_comparison", "activation_histogram",

@@ -1,11 +1,9 @@
-"""What a model does on one prompt: next-token top-k, the logit lens and attention patterns.
+"""What a model does on one prompt: next-token top-k and attention patterns (the logit lens is ``replab.lenses``).
 
 These run the model live (the app's Model & prompt page), so they refuse models and prompts
 above ``MAX_PARAMS`` / ``MAX_TOKENS`` with a message instead of stalling a page.
 
-The logit lens decodes ``blocks.{l}.hook_resid_post`` with the model's own ``ln_final`` and
-``unembed`` modules. ``replab.load_model`` applies no weight processing (no ``fold_ln``, no
-centering), so the last layer's lens is exactly the model's output distribution.
+The logit lens table (``replab.lenses.logit_lens``) is computed by the lenses package.
 """
 
 from __future__ import annotations
@@ -71,40 +69,6 @@ def next_token_topk(model, text: str, k: int = 10) -> pd.DataFrame:
     ids = top.indices.tolist()
     return pd.DataFrame({"rank": range(1, len(ids) + 1), "token": _decode(model, ids), "token_id": ids,
                          "prob": top.values.tolist(), "logit": logits[ids].tolist()})
-
-
-@torch.no_grad()
-def logit_lens(model, text: str) -> pd.DataFrame:
-    """Decode every layer's residual stream at every position of ``text`` (logit lens).
-
-    ``blocks.{l}.hook_resid_post`` ``[seq, d_model]`` goes through ``model.ln_final`` and
-    ``model.unembed`` to a next-token distribution ``[seq, d_vocab]``.
-
-    Returns:
-        A tidy table, one row per (layer, position): ``layer``, ``hook``, ``position``,
-        ``token`` (the input token there), ``top_token``, ``top_token_id``, ``top_prob``,
-        ``next_token`` (the token that follows in the text, ``None`` at the end) and
-        ``next_token_prob`` (its probability under the lens, NaN at the end).
-    """
-    tokens = _tokens(model, text)
-    hooks = [f"blocks.{layer}.hook_resid_post" for layer in range(model.cfg.n_layers)]
-    _, cache = model.run_with_cache(tokens, names_filter=lambda name: name in hooks)
-    ids = tokens[0].tolist()
-    words = _decode(model, ids)
-    seq = len(ids)
-    following = torch.tensor(ids[1:] + [0])
-    frames = []
-    for layer, hook in enumerate(hooks):
-        probs = torch.softmax(model.unembed(model.ln_final(cache[hook]))[0].float(), -1)  # [seq, d_vocab]
-        top = probs.max(-1)
-        nxt = probs[torch.arange(seq), following].numpy().copy()
-        nxt[-1] = np.nan
-        frames.append(pd.DataFrame({
-            "layer": layer, "hook": hook, "position": range(seq), "token": words,
-            "top_token": _decode(model, top.indices.tolist()), "top_token_id": top.indices.numpy(),
-            "top_prob": top.values.numpy(), "next_token": words[1:] + [None], "next_token_prob": nxt,
-        }))
-    return pd.concat(frames, ignore_index=True)
 
 
 @dataclass(frozen=True)

@@ -14,34 +14,14 @@ from typing import Any
 import pandas as pd
 
 from replab.errors import ReplabError, RunDirError
-from replab.runs import Run, find_runs, read_json, read_run_info, run_problem
+from replab.runs import Run, find_runs, read_json, read_run_info, run_problem, summarize
 
-# Metrics shown next to each run in the index, by kind (other kinds: their first five metrics).
-KEY_METRICS = {
-    "capture": ("rows", "tokens", "shards"),
-    "probe": ("metric", "best_hook", "best_probe", "best_mean", "best_selectivity"),
-    "sae": ("fvu", "l0", "dead_fraction", "dense_fraction", "ce_recovered"),
-}
 # Runs holding analysed SAE features: training runs, and analyze_features runs of their own.
 FEATURE_KINDS = ("sae", "sae-features")
 # The SAE metrics compared side by side across runs (see docs/saes.md for definitions).
 SAE_METRICS = ("fvu", "l0", "dead_fraction", "dense_fraction", "ce_recovered", "kl_score", "mse")
 PROBE_COLUMNS = ("hook", "layer", "probe", "task", "metric", "mean", "std")
 INDEX_COLUMNS = ["name", "kind", "status", "model", "created", "key_metrics", "problem", "path"]
-
-
-def _fmt(value: Any) -> str:
-    return f"{value:.4g}" if isinstance(value, float) else str(value)
-
-
-def key_metrics(info: dict[str, Any]) -> str:
-    """``"fvu=0.047, l0=4"``-style summary of a run's headline metrics (world-eval: mean accuracies)."""
-    metrics = info.get("metrics") or {}
-    if info.get("kind") == "world-eval":
-        held = [v for k, v in metrics.items() if k.endswith("/heldout") and isinstance(v, (int, float))]
-        return f"mean held-out accuracy={sum(held) / len(held):.3f} over {len(held)} tasks" if held else ""
-    keys = KEY_METRICS.get(info.get("kind"), tuple(metrics)[:5])
-    return ", ".join(f"{k}={_fmt(metrics[k])}" for k in keys if metrics.get(k) is not None)
 
 
 def run_index(root: str | os.PathLike) -> pd.DataFrame:
@@ -65,7 +45,7 @@ def run_index(root: str | os.PathLike) -> pd.DataFrame:
         model = info.get("model") or {}
         rows.append({**row, "kind": info["kind"], "status": info.get("status", "?"),
                      "model": model.get("id") or (info.get("config") or {}).get("model") or "",
-                     "created": info.get("created", ""), "key_metrics": key_metrics(info)})
+                     "created": info.get("created", ""), "key_metrics": summarize(info)})
     return pd.DataFrame(rows, columns=INDEX_COLUMNS)
 
 

@@ -5,12 +5,18 @@
 """
 
 from importlib import import_module
+from pathlib import Path
 from typing import Any
 
+from replab import plugins
 from replab.world import kb
 from replab.world.corpus import documents
-from replab.world.prompts import world_corpus, world_prompts
+from replab.world.prompts import load_spec, world_corpus, world_prompts
 from replab.world.relations import Fact, Relation, relations
+
+WORLD_CHECKPOINT = Path(__file__).resolve().parent / "checkpoint"
+plugins.register_source("world", load_spec)
+plugins.register_checkpoint("world", WORLD_CHECKPOINT)
 
 # torch-backed parts, imported on first use so the knowledge base and prompt sets load without torch
 _LAZY = {
@@ -23,7 +29,7 @@ _LAZY = {
 }
 
 __all__ = [
-    "kb", "relations", "Relation", "Fact", "documents", "world_prompts", "world_corpus", *_LAZY, "load_card",
+    "kb", "WORLD_CHECKPOINT", "relations", "Relation", "Fact", "documents", "world_prompts", "world_corpus", *_LAZY, "load_card",
 ]
 
 

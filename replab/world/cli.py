@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-from dataclasses import fields
 from pathlib import Path
 
 
@@ -13,10 +12,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     wsub = p.add_subparsers(dest="world_command", required=True)
     t = wsub.add_parser("train", help="train the world model from scratch (about 15 minutes on 2 CPU cores)")
     t.add_argument("--out", default="runs/world-train", help="run directory; the checkpoint goes to OUT/checkpoint")
+    from replab.configs import add_config_flags
     from replab.world.train import WorldTrainConfig
 
-    for f in fields(WorldTrainConfig):
-        t.add_argument(f"--{f.name.replace('_', '-')}", type=type(f.default), default=f.default)
+    add_config_flags(t, WorldTrainConfig)
     t.set_defaults(func=_train)
     e = wsub.add_parser("eval", help="measure per-relation accuracy and write the world card")
     e.add_argument("--model", default="world", help="'world' or a checkpoint directory")
@@ -26,10 +25,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _train(args: argparse.Namespace) -> None:
+    from replab.configs import config_from_args
     from replab.runs import Run
     from replab.world.train import WorldTrainConfig, train_world
 
-    cfg = WorldTrainConfig(**{f.name: getattr(args, f.name) for f in fields(WorldTrainConfig)})
+    cfg = config_from_args(WorldTrainConfig, args)
     run = Run.create(args.out, "world-train", vars(cfg))
     with run.timer("train"):
         ckpt = train_world(Path(args.out) / "checkpoint", cfg)
@@ -40,7 +40,8 @@ def _train(args: argparse.Namespace) -> None:
 
 def _eval(args: argparse.Namespace) -> None:
     import replab
-    from replab.world.evaluate import CARD_DIR, card_markdown, run_world_eval, write_card
+    from replab.world.evaluate import CARD_DIR, card_markdown, write_card
+    from replab.world.runkind import run_world_eval
 
     model = replab.load_model(args.model)
     run = run_world_eval(model, args.out)

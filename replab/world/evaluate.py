@@ -10,16 +10,11 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
-
 import torch
 
 from replab.models.forward import run_batches
 from replab.models.tokens import encode
 from replab.world.relations import relations
-
-if TYPE_CHECKING:
-    from replab.runs import Run
 
 CARD_DIR = Path(__file__).resolve().parent / "card"
 CANONICAL = (
@@ -127,29 +122,3 @@ def write_card(card: dict, directory: Path = CARD_DIR) -> Path:
     (directory / "world_card.json").write_text(json.dumps(card, indent=1) + "\n")
     (directory / "WORLD_CARD.md").write_text(card_markdown(card))
     return directory
-
-
-def run_world_eval(model, out) -> "Run":
-    """Evaluate ``model`` and write a run directory (kind ``world-eval``) holding the world card."""
-    from replab.models.loading import checkpoint_dir
-    from replab.runs import Run
-
-    name = getattr(model, "replab_name", "world")
-    run = Run.create(out, "world-eval", {"model": name}, model=model)
-    with run.timer("evaluate"):
-        result = evaluate_world(model)
-    ckpt = checkpoint_dir(name)
-    training = json.loads((ckpt / "training.json").read_text()) if (ckpt / "training.json").is_file() else {}
-    cfg = training.get("config", {})
-    card = {
-        "model": {"n_layer": model.cfg.n_layers, "d_model": model.cfg.d_model, "n_head": model.cfg.n_heads,
-                  "n_ctx": model.cfg.n_ctx, "vocab_size": model.cfg.d_vocab,
-                  "n_params": training.get("n_params", sum(p.numel() for p in model.parameters())),
-                  "seed": cfg.get("seed"), "steps": cfg.get("steps"), "train_seconds": training.get("seconds", 0.0)},
-        **result,
-    }
-    run.write_json("world_card.json", card)
-    (run.path / "WORLD_CARD.md").write_text(card_markdown(card))
-    metrics = {f"{k}/{s}": v[f"{s}_accuracy"] for k, v in result["relations"].items() for s in ("train", "heldout")}
-    metrics.update({f"sentiment/{s}": result["sentiment"][f"{s}_accuracy"] for s in ("train", "heldout")})
-    return run.finish(metrics)

@@ -92,3 +92,12 @@ def world_prompts(name: str, split: str = "train") -> PromptSet:
 def world_corpus(n_documents: int = N_CORPUS_DOCS) -> TextCorpus:
     """Documents from the world corpus distribution (a seed disjoint from training's)."""
     return TextCorpus(tuple(documents(n_documents, seed=CORPUS_SEED)), name=f"world:corpus[{n_documents}]")
+
+
+def load_spec(name: str, split: str = "train") -> PromptSet | TextCorpus:
+    """What ``replab.datasets.load(f"world:{name}")`` returns: ``corpus`` or a prompt set of ``split``."""
+    if name == "corpus":
+        return world_corpus()
+    if split not in ("train", "heldout"):
+        raise DataError(f"Unknown split {split!r} for 'world:{name}'; use 'train' or 'heldout'.")
+    return world_prompts(name, split=split)

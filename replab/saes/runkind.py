@@ -1,4 +1,5 @@
-"""Train, evaluate and analyse one SAE on a store hook into one run directory (CLI, demo, studies)."""
+"""Run kinds ``sae`` and ``sae-features``: train, evaluate and analyse one SAE on a store hook into one run
+directory (``train_store_sae``: CLI, demo, studies)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,16 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from replab.runs import Run
+from replab.runs import Run, RunKind, metric_summary
+
+_SAE_MAKE = ("replab capture --model world --text world:corpus --hooks blocks.2.hook_resid_post --max-tokens 200000 "
+             "--out runs/corpus-acts && replab train-sae --store runs/corpus-acts --arch topk --d-sae 1024 --k 16")
+KINDS = (
+    RunKind(name="sae", title="SAEs", page="4_SAEs", make=_SAE_MAKE,
+            summary=metric_summary("fvu", "l0", "dead_fraction", "dense_fraction", "ce_recovered")),
+    RunKind(name="sae-features", title="SAE features", page="4_SAEs", make=_SAE_MAKE,
+            summary=metric_summary("features_analysed")),
+)
 
 
 def train_store_sae(store, *, architecture: str, d_sae: int, out: str | os.PathLike, hook: str | None = None,

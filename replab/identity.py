@@ -33,3 +33,8 @@ def weights_hash(model) -> str:
         h.update(t.view(torch.uint8).numpy())  # raw bytes, any dtype (bf16 included)
     _HASHES[model] = digest = h.hexdigest()[:16]
     return digest
+
+
+def describe(model) -> dict[str, str]:
+    """The model description run directories record: ``{"id": model_id, "weights_sha256": weights_hash}``."""
+    return {"id": model_id(model), "weights_sha256": weights_hash(model)}

@@ -2,7 +2,7 @@
 
 import pandas as pd
 
-from replab.report import markdown_table, update_marked_section
+from replab.markdown import markdown_table, update_marked_section
 
 
 def test_markdown_table():
