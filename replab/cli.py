@@ -14,6 +14,7 @@ COMMAND_MODULES = (
     "replab.probes.cli",
     "replab.saes.cli",
     "replab.relations.cli",
+    "replab.lenses.cli",
     "replab.demo",
     "replab.app_cli",
 )

@@ -10,11 +10,11 @@ pytestmark = pytest.mark.integration
 
 def test_demo_builds_every_run_then_reuses_them(tmp_path, capsys):
     cfg = DemoConfig(runs=str(tmp_path / "demo"), corpus_documents=120, corpus_tokens=3000, d_sae=64, k=4,
-                     sae_steps=10, sae_batch_size=256, architectures=("topk", "matching_pursuit"))
+                     sae_steps=10, sae_batch_size=256, architectures=("topk", "matching_pursuit"), relations=("capital",))
     root = build_demo_runs(cfg)
     names = {p.name for p in find_runs(root)}
     assert names == {"world-eval", "acts-sentiment", "probe-sentiment", "acts-latitude", "probe-latitude",
-                     "acts-corpus", "sae-topk", "sae-matching_pursuit"}
+                     "acts-corpus", "sae-topk", "sae-matching_pursuit", "lre-capital"}
     runs = {p.name: Run.open(p) for p in find_runs(root)}
     assert runs["probe-sentiment"].info["metrics"]["best_mean"] > 0.9  # the model carries sentiment
     assert (root / "probe-sentiment" / "causal.json").is_file()

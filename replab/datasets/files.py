@@ -61,7 +61,7 @@ def load_file(path: str | os.PathLike) -> PromptSet | TextCorpus:
     """
     path = Path(path)
     if not path.is_file():
-        raise DataError(f"Prompt file {path} does not exist.")
+        raise DataError(f"Prompt file {path} does not exist; check the path, or use a world:<name> prompt set.")
     suffix = path.suffix.lower()
     if suffix == ".txt":
         docs = path.read_text(encoding="utf-8").splitlines()
@@ -75,7 +75,8 @@ def load_file(path: str | os.PathLike) -> PromptSet | TextCorpus:
         raise DataError(f"{path} is empty; it needs at least one row with a 'text' column.")
     texts = _column(rows, "text", path)
     if texts is None:
-        raise DataError(f"{path} has no 'text' column (columns: {sorted(rows[0])}).")
+        raise DataError(f"{path} has no 'text' column (columns: {sorted(rows[0])}); "
+                        "rename the column holding the prompts to 'text'.")
     return PromptSet(  # checks subjects occur in their texts and targets are finite (rows 1-based)
         texts=texts,
         labels=_column(rows, "label", path),

@@ -7,11 +7,17 @@ to minimise KL(final-layer distribution || lens distribution) at every position.
 
 from __future__ import annotations
 
+import json
+import os
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
-from replab.lenses.base import Lens
+from replab.errors import DataError
+from replab.lenses.base import Lens, n_layers
+
+TUNED_LENS_FORMAT = "tuned-lens"
 
 
 @dataclass(frozen=True)
@@ -46,3 +52,42 @@ class TunedLens(Lens):
             return h
         h = h.float()
         return h + self.translators[layer](h)
+
+    def save(self, path: str | os.PathLike, format: str = "replab") -> Path:
+        """Write the lens; ``format="tuned-lens"`` writes tuned-lens 0.2's ``config.json`` + ``params.pt``.
+
+        ``params.pt`` is ``layer_translators.state_dict()`` (keys ``{i}.weight``, ``{i}.bias``), saved with
+        ``torch.save`` of plain tensors only, so ``torch.load(weights_only=True)`` reads it.
+        """
+        if format != TUNED_LENS_FORMAT:
+            if format != "replab":
+                raise DataError(f"Unknown lens format {format!r}; use 'replab' or '{TUNED_LENS_FORMAT}'.")
+            return super().save(path)
+        from replab.identity import model_id
+
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        torch.save({k: v.detach().cpu().contiguous() for k, v in self.translators.state_dict().items()},
+                   path / "params.pt")
+        config = {"base_model_name_or_path": model_id(self.model), "d_model": int(self.model.cfg.d_model),
+                  "num_hidden_layers": self.n_layers, "bias": self.config.bias, "base_model_revision": None,
+                  "unembed_hash": None, "lens_type": "linear_tuned_lens"}
+        (path / "config.json").write_text(json.dumps(config))
+        return path
+
+    @classmethod
+    def load_tuned_lens(cls, path: str | os.PathLike, model) -> "TunedLens":
+        """Read a lens saved by tuned-lens 0.2 (``config.json`` + ``params.pt``, ``weights_only=True``)."""
+        path = Path(path)
+        config = json.loads((path / "config.json").read_text())
+        if config.get("lens_type", "linear_tuned_lens") != "linear_tuned_lens":
+            raise DataError(f"{path} holds a tuned-lens {config['lens_type']!r}; only linear_tuned_lens is supported.")
+        if (config["num_hidden_layers"], config["d_model"]) != (n_layers(model), int(model.cfg.d_model)):
+            raise DataError(f"The tuned lens in {path} is for {config['num_hidden_layers']} layers x d_model "
+                            f"{config['d_model']} ({config.get('base_model_name_or_path')}); this model has "
+                            f"{n_layers(model)} x {model.cfg.d_model}. Load it with the model it was trained on.")
+        lens = cls(model, TunedLensConfig(bias=bool(config.get("bias", True))))
+        device = next(model.parameters()).device
+        state = torch.load(path / "params.pt", map_location=device, weights_only=True)
+        lens.translators.load_state_dict({k: v.float() for k, v in state.items()})
+        return lens

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from replab.relations.data import Relation, to_dict
 from replab.relations.lre import LRE, load_lre
-from replab.runs import Run
+from replab.runs import Run, RunKind
 
 FIGURES = ("faithfulness_by_layer", "causality_by_rank")
 
@@ -50,11 +50,6 @@ def read_lre(run: Run) -> LRE:
     return load_lre(Path(run.path) / "lre.safetensors")
 
 
-try:  # the RunKind registry (replab.runs) lands with the run-kind spine
-    from replab.runs import RunKind
-
-    KIND = RunKind(name="relation", title="Relations", summary=_summary, page="6_Relations",
-                   make="replab relations sweep --model world --relation capital --out runs/lre-capital",
-                   figures=FIGURES)
-except ImportError:  # pragma: no cover - removed once replab.runs.RunKind exists
-    KIND = None
+KIND = RunKind(name="relation", title="Relations", summary=_summary, page="6_Relations",
+               make="replab relations sweep --model world --relation capital --out runs/lre-capital",
+               figures=FIGURES)

@@ -1,0 +1,74 @@
+"""``replab lens train`` / ``replab lens eval``: a thin layer over ``replab.lenses.train`` and ``evaluate``."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("lens", help="train and evaluate lenses (logit, tuned, shortcut, attention)")
+    lsub = p.add_subparsers(dest="lens_command", required=True)
+    t = lsub.add_parser("train", help="train a lens into a run directory (kind 'lens')")
+    t.add_argument("--kind", default="tuned", choices=["tuned", "shortcut", "attention", "logit"])
+    t.add_argument("--store", default=None, help="activation store with the residual hooks (cached training)")
+    t.add_argument("--model", default=None, help="model (default: the store's); with --text trains live")
+    t.add_argument("--text", default=None, help="live data: a replab.datasets spec (world:corpus) or a text file")
+    t.add_argument("--out", required=True, help="run directory")
+    t.add_argument("--steps", type=int, default=250)
+    t.add_argument("--batch-size", type=int, default=1024, help="tokens per step")
+    t.add_argument("--lr", type=float, default=None)
+    t.add_argument("--form", default=None, choices=["full", "translator"], help="attention lens form")
+    t.add_argument("--context", type=int, default=None, help="live corpus context length (default: the model's)")
+    t.add_argument("--seed", type=int, default=0)
+    t.set_defaults(func=_train)
+    e = lsub.add_parser("eval", help="per-layer KL / CE / top-1 / entropy of a lens on held-out text")
+    e.add_argument("--lens", required=True, help="a lens run directory (or its lens/ folder); 'logit' for the logit lens")
+    e.add_argument("--model", required=True)
+    e.add_argument("--text", required=True, help="a replab.datasets spec or a text file")
+    e.add_argument("--context", type=int, default=None)
+    e.add_argument("--max-tokens", type=int, default=None)
+    e.set_defaults(func=_eval)
+
+
+def _context(model, context):
+    return context or int(model.cfg.n_ctx)
+
+
+def _train(args: argparse.Namespace) -> int:
+    import replab
+    from replab.errors import DataError
+    from replab.lenses import train
+
+    if (args.store is None) == (args.text is None):
+        raise DataError("Pass exactly one of --store DIR (cached) or --text SPEC (live, with --model).")
+    store = replab.ActivationStore.open(args.store) if args.store else None
+    name = args.model or (store.manifest["model"] if store is not None else None)
+    if name is None:
+        raise DataError("Live training needs --model NAME (e.g. --model world).")
+    model = replab.load_model(name)
+    data = store if store is not None else replab.datasets.load(args.text)
+    lens = train(args.kind, model, data, steps=args.steps, batch_size=args.batch_size, lr=args.lr, form=args.form,
+                 context=None if store is not None else _context(model, args.context), seed=args.seed, out=args.out)
+    print(f"{args.kind} lens ({lens.n_params():,} parameters) -> {args.out}: "
+          + ", ".join(f"{k}={v:.4g}" for k, v in lens.metrics.items() if isinstance(v, float)))
+    return 0
+
+
+def _eval(args: argparse.Namespace) -> int:
+    import replab
+    from replab.lenses import LogitLens, evaluate, load
+    from replab.runs import RUN_FILE, Run
+
+    model = replab.load_model(args.model)
+    path = Path(args.lens)
+    run = Run.open(path) if (path / RUN_FILE).exists() else None
+    lens = LogitLens(model) if args.lens == "logit" else load(path / "lens" if run is not None else path, model)
+    df = evaluate(lens, model, replab.datasets.load(args.text), context=_context(model, args.context),
+                  max_tokens=args.max_tokens, progress=True)
+    print(df.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    print(f"prediction depth {df.attrs['prediction_depth']:.3f} over {df.attrs['tokens']} tokens")
+    if run is not None:
+        run.write_table("layers", df)
+        run.finish({"mean_kl": float(df["kl"].mean()), "prediction_depth": df.attrs["prediction_depth"]})
+    return 0
