@@ -7,7 +7,6 @@ import os
 from replab import plugins
 from replab.datasets.files import load_file
 from replab.datasets.promptset import PromptSet, TextCorpus
-from replab.errors import DataError
 
 
 def load(spec: str | os.PathLike, *, split: str = "train") -> PromptSet | TextCorpus:

@@ -46,7 +46,7 @@ class AttentionLens(Lens):
     Config = AttentionLensConfig
 
     def __init__(self, model, config: AttentionLensConfig | None = None):
-        super().__init__(model, config or AttentionLensConfig())
+        super().__init__(model, config)
         self.blocks = list(self.config.blocks) if self.config.blocks is not None else list(range(self.n_layers))
         bad = [b for b in self.blocks if not 0 <= b < self.n_layers]
         if bad:

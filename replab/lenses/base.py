@@ -63,9 +63,9 @@ class Lens(torch.nn.Module):
         if cls.kind:
             REGISTRY[cls.kind] = cls
 
-    def __init__(self, model, config):
+    def __init__(self, model, config=None):
         super().__init__()
-        self.config = config
+        self.config = config if config is not None else self.Config()
         self._model = (model,)  # a tuple, so the model's parameters are not the lens's
         self.n_layers = n_layers(model)
 

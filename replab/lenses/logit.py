@@ -27,9 +27,6 @@ class LogitLens(Lens):
     kind = "logit"
     Config = LogitLensConfig
 
-    def __init__(self, model, config: LogitLensConfig | None = None):
-        super().__init__(model, config or LogitLensConfig())
-
 
 def _decode(model, ids) -> list[str]:
     return [model.tokenizer.decode([int(i)]) for i in ids]

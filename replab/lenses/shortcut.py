@@ -27,7 +27,7 @@ class LinearShortcut(Lens):
     Config = LinearShortcutConfig
 
     def __init__(self, model, config: LinearShortcutConfig | None = None):
-        super().__init__(model, config or LinearShortcutConfig())
+        super().__init__(model, config)
         d = int(model.cfg.d_model)
         device = next(model.parameters()).device
         self.maps = torch.nn.Parameter(torch.eye(d, device=device).repeat(self.n_layers, 1, 1), requires_grad=False)

@@ -34,7 +34,7 @@ class TunedLens(Lens):
     Config = TunedLensConfig
 
     def __init__(self, model, config: TunedLensConfig | None = None):
-        super().__init__(model, config or TunedLensConfig())
+        super().__init__(model, config)
         d = int(model.cfg.d_model)
         p = next(model.parameters())
         self.translators = torch.nn.ModuleList(

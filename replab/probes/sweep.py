@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 
 from replab.errors import DataError, HookNameError
 from replab.models.hooks import expand_patterns, hook_layer
-from replab.probes.base import PROBES, Probe, as_features, as_values, encode_labels, make_probe
+from replab.probes.base import Probe, as_features, as_values, encode_labels, make_probe
 from replab.probes.baselines import control_labels, shuffled_labels
 from replab.probes.figures import probe_figures
 from replab.probes.folds import make_folds
