@@ -7,6 +7,9 @@ import torch
 from replab.errors import DataError, ReplabError
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64, "float16": torch.float16, "bfloat16": torch.bfloat16}
+# What an activation store can hold: floats rounded from float32, or symmetric per-row int8 codes with one
+# float32 scale per row (``replab.kernels.fused_capture.quantise_int8``). Not model or SAE compute dtypes.
+STORE_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16, "int8": torch.int8}
 
 
 def parse_dtype(name: str | torch.dtype, *, allowed: tuple[str, ...] = tuple(DTYPES), what: str = "dtype",

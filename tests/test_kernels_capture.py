@@ -118,21 +118,28 @@ def test_import_replab_does_not_import_triton():
     assert out.stdout.strip() == "False"
 
 
-@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
-def test_capture_records_stats_equal_to_numpy_over_store(tiny_model, tmp_path, dtype):
+def test_capture_records_stats_of_the_rows_before_the_cast(tiny_model, tmp_path):
+    """float32 store: statistics equal numpy over the store; bfloat16 and int8 stores with the same shard rows
+    record exactly the same statistics (of the float32 rows before the cast), not those of their stored values."""
     from replab.activations import ActivationStore, capture
     from replab.datasets import PromptSet
 
     prompts = PromptSet(texts=["The capital of France is Paris.", "A dog is a mammal.", "The movie was great."],
                         name="stats-prompts")
-    store = capture(tiny_model, prompts, ["hook_embed", "blocks.*.hook_resid_post"], out=tmp_path / "acts",
-                    dtype=dtype, batch_size=2, shard_mb=5 * 128 * {"float32": 4, "bfloat16": 2}[dtype] / 2**20)
-    assert len(store.manifest["shards"]) > 1
-    store = ActivationStore.open(tmp_path / "acts")
-    for hook in store.hooks:
-        x = np.asarray(store[hook], dtype=np.float64)
-        s = store.stats(hook)
+    stores = {dtype: capture(tiny_model, prompts, ["hook_embed", "blocks.*.hook_resid_post"],
+                             out=tmp_path / dtype, dtype=dtype, batch_size=2, shard_mb=5 * 32 * size / 2**20)
+              for dtype, size in {"float32": 4, "bfloat16": 2, "int8": 1}.items()}
+    ref = ActivationStore.open(tmp_path / "float32")
+    assert len(ref.manifest["shards"]) > 1 and ref.manifest["rows_per_shard"] == 5
+    for hook in ref.hooks:
+        x = np.asarray(ref[hook], dtype=np.float64)
+        s = ref.stats(hook)
         assert s["rows"] == len(x)
         np.testing.assert_allclose(s["mean"], x.mean(0), rtol=1e-9, atol=1e-12)
         np.testing.assert_allclose(s["var"], x.var(0), rtol=1e-7, atol=1e-10)
         np.testing.assert_allclose(s["mean_norm"], np.linalg.norm(x, axis=1).mean(), rtol=1e-9)
+        for dtype in ("bfloat16", "int8"):
+            low = stores[dtype]
+            assert low.manifest["rows_per_shard"] == 5 and low.manifest["stats"][hook] == ref.manifest["stats"][hook]
+            stored = np.asarray(low[hook], dtype=np.float64)
+            assert np.abs(stored.mean(0) - x.mean(0)).max() > 0  # the stored values' own mean differs

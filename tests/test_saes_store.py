@@ -86,6 +86,20 @@ def test_training_streams_shuffled_batches_from_the_store(store):
     assert evaluate(sae, store)["fvu"] < 0.7 * evaluate(untrained, store, hook=HOOK)["fvu"]
 
 
+def test_input_scale_reads_the_store_statistics_and_equals_a_rescan(store):
+    rescanned = float(np.linalg.norm(np.asarray(store[HOOK], dtype=np.float64), axis=1).mean())
+    assert store.stats(HOOK)["mean_norm"] == pytest.approx(rescanned, rel=1e-12)
+    result = train(create("topk", 32, 64, k=4, seed=0), store, hook=HOOK, batch_size=50, steps=1, init_rows=20,
+                   progress=False)
+    assert result.metrics["input_scale"] == pytest.approx(np.sqrt(32) / rescanned, rel=1e-12)  # every row, not 20
+    sampled = create("topk", 32, 64, k=4, seed=0)
+    no_stats = CountingStore(store)
+    no_stats.stats = None  # a store without capture statistics: the scale comes from the init_rows sample
+    sample_scale = train(sampled, no_stats, hook=HOOK, batch_size=50, steps=1, init_rows=20,
+                         progress=False).metrics["input_scale"]
+    assert sample_scale != pytest.approx(result.metrics["input_scale"], rel=1e-6)
+
+
 def test_store_hook_errors(store):
     sae = create("topk", 32, 64, k=4)
     with pytest.raises(HookNameError, match="several hooks"):

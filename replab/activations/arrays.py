@@ -22,17 +22,22 @@ class ShardedArray:
         rows: rows in each file.
         width: values per row (``d``).
         storage: the on-disk numpy dtype.
-        decode: stored values (a fresh array) -> returned values (e.g. bf16 bits -> float32).
+        decode: ``(stored values (a fresh array), their scales or None) -> returned values`` (e.g. bf16 bits
+            -> float32, int8 codes times their rows' scales -> float32).
         dtype: the dtype ``decode`` returns.
+        scales: a ``[n_rows, 1]`` array over the same shards whose rows ``decode`` gets with each read
+            (int8 stores' per-row scales), or None.
     """
 
     def __init__(self, files: Sequence[Path], rows: Sequence[int], width: int, storage: np.dtype,
-                 decode: Callable[[np.ndarray], np.ndarray], dtype: np.dtype):
+                 decode: Callable[[np.ndarray, np.ndarray | None], np.ndarray], dtype: np.dtype,
+                 scales: "ShardedArray | None" = None):
         self._files = list(files)
         self._offsets = np.concatenate([[0], np.cumsum(rows, dtype=np.int64)])
         self._width = width
         self._storage = storage
         self._decode = decode
+        self._scales = scales
         self._maps: dict[int, np.memmap] = {}
         self.dtype = np.dtype(dtype)
 
@@ -57,6 +62,16 @@ class ShardedArray:
         return self._maps[k]
 
     def _contiguous(self, start: int, stop: int) -> np.ndarray:
+        """Decoded rows ``[start, stop)``."""
+        scales = None if self._scales is None else self._scales._raw_contiguous(start, stop)
+        return self._decode(self._raw_contiguous(start, stop), scales)
+
+    def _gather(self, idx: np.ndarray) -> np.ndarray:
+        """Decoded rows ``idx`` (any order, repeats allowed)."""
+        scales = None if self._scales is None else self._scales._raw_gather(idx)
+        return self._decode(self._raw_gather(idx), scales)
+
+    def _raw_contiguous(self, start: int, stop: int) -> np.ndarray:
         parts = []
         k = bisect.bisect_right(self._offsets, start) - 1
         while start < stop:
@@ -65,10 +80,10 @@ class ShardedArray:
             parts.append(self._map(k)[lo_local: lo_local + hi - start])
             start, k = hi, k + 1
         if not parts:
-            return self._decode(np.empty((0, self._width), self._storage))
-        return self._decode(np.concatenate(parts) if len(parts) > 1 else np.array(parts[0]))
+            return np.empty((0, self._width), self._storage)
+        return np.concatenate(parts) if len(parts) > 1 else np.array(parts[0])
 
-    def _gather(self, idx: np.ndarray) -> np.ndarray:
+    def _raw_gather(self, idx: np.ndarray) -> np.ndarray:
         raw = np.empty((len(idx), self._width), self._storage)
         order = np.argsort(idx, kind="stable")
         sorted_idx = idx[order]
@@ -77,7 +92,7 @@ class ShardedArray:
             if len(group):
                 k = int(shard[group[0]])
                 raw[order[group]] = self._map(k)[sorted_idx[group] - self._offsets[k]]
-        return self._decode(raw)
+        return raw
 
     def _rows(self, key: Any) -> np.ndarray:
         n = len(self)

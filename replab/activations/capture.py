@@ -23,60 +23,99 @@ from replab.models.sources import as_source
 from replab.runs import Run
 
 
-def _columns(fb: ForwardBatch, acts: dict[str, torch.Tensor], dtype: str) -> dict[str, np.ndarray]:
-    """One batch's rows as the store's files hold them: each hook ``[rows, d]`` encoded to
-    ``dtype``, and ``meta.prompt_index`` / ``meta.position`` / ``meta.token_id`` ``[rows, 1]``."""
-    columns = {h: shards.encode(x.reshape(x.shape[0], -1), dtype) for h, x in acts.items()}
+def _columns(fb: ForwardBatch, values: dict[str, torch.Tensor], scales: dict[str, torch.Tensor],
+             dtype: str) -> dict[str, np.ndarray]:
+    """One batch's rows as the store's files hold them: each hook ``[rows, d]`` encoded to ``dtype``, an int8
+    store's ``scale.<hook>`` ``[rows, 1]`` float32, and ``meta.prompt_index`` / ``meta.position`` /
+    ``meta.token_id`` ``[rows, 1]``."""
+    columns = {h: shards.encode(x, dtype) for h, x in values.items()}
+    columns.update({shards.scale_column(h): s.float().numpy()[:, None] for h, s in scales.items()})
     meta = {"prompt_index": fb.items.cpu(), "position": fb.pos.cpu(), "token_id": fb.tokens[fb.item, fb.pos].cpu()}
     columns.update({f"meta.{c}": v.numpy().astype(np.int64)[:, None] for c, v in meta.items()})
     return columns
 
 
-class _HostCopy:
-    """Device-to-host copies of one batch's activations, started without waiting.
+class _Take:
+    """``run_batches``' ``take``: gather the selected rows, cast them to the store dtype and take their statistics
+    in one ``gather_cast`` (the fused kernel on CUDA, its torch reference elsewhere).
 
-    On CUDA the rows (already cast to the store dtype) go into pinned host buffers with
-    ``non_blocking=True`` and an event marks their completion, so the copies overlap the next
-    batch's forward pass; ``get`` waits for that event only when the batch is written. On CPU
-    the tensors are used as they are.
+    The batch is cut where its rows cross a shard boundary (``shards.split_rows``) and each piece gets its own
+    statistics buffer, so every shard's statistics file covers exactly its rows; the first ``skip`` rows (already
+    stored before a resume) get none. Statistics are of the float32 rows before the cast: float32 atomics on
+    CUDA, float64 on the CPU. ``advance`` moves on after a batch is taken into the store.
     """
 
-    def __init__(self, acts: dict[str, torch.Tensor], dtype: str):
+    def __init__(self, dtype: str, capacity: int, first_row: int, skip: int):
+        self.dtype, self.capacity, self.first_row, self.skip = dtype, capacity, first_row, skip
+        self.scales: dict[str, torch.Tensor] = {}
+        self.stats: dict[str, torch.Tensor] = {}
+
+    def __call__(self, hook: str, output: torch.Tensor, item: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
+        from replab.kernels.fused_capture import CaptureStats, gather_cast
+
+        x = output.flatten(2)
+        d, n = x.shape[2], item.numel()
+        skip = min(self.skip, n)
+        pieces = [(0, skip, False)] if skip else []
+        for size in shards.split_rows(self.first_row, n - skip, self.capacity):
+            lo = pieces[-1][1] if pieces else 0
+            pieces.append((lo, lo + size, True))
+        acc = torch.float32 if x.is_cuda else torch.float64
+        parts, stats = [], []
+        for lo, hi, counted in pieces or [(0, 0, False)]:
+            st = CaptureStats(d, x.device, acc) if counted else None
+            parts.append(gather_cast(x, item[lo:hi], pos[lo:hi], self.dtype, st))
+            if st is not None:
+                stats.append(st.staging)
+        self.stats[hook] = torch.stack(stats) if stats else torch.zeros(0, 2 * d + 1, dtype=acc, device=x.device)
+        if self.dtype == "int8":
+            self.scales[hook] = torch.cat([s for _, s in parts]) if len(parts) > 1 else parts[0][1]
+        return torch.cat([v for v, _ in parts]) if len(parts) > 1 else parts[0][0]
+
+    def advance(self, rows: int, skip: int) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        """After a batch of ``rows`` rows (the first ``skip`` already stored): its ``(scales, stats)``."""
+        out = self.scales, self.stats
+        self.scales, self.stats = {}, {}
+        self.first_row += rows - skip
+        self.skip = 0
+        return out
+
+
+class _HostCopy:
+    """Device-to-host copies of one batch's tensors (values, scales, statistics), started without waiting.
+
+    On CUDA the tensors (already in the store dtype) go into pinned host buffers with ``non_blocking=True``
+    and an event marks their completion, so the copies overlap the next batch's forward pass; ``get`` waits
+    for that event only when the batch is written. On CPU the tensors are used as they are.
+    """
+
+    def __init__(self, *groups: dict[str, torch.Tensor]):
         self.event = None
-        self.acts = {}
-        for h, x in acts.items():
-            if x.is_cuda:
-                x = x.to(shards.torch_dtype(dtype))
-                host = torch.empty(x.shape, dtype=x.dtype, pin_memory=True)
-                host.copy_(x, non_blocking=True)
-                x = host
-            self.acts[h] = x
-        if any(x.is_pinned() for x in self.acts.values()):
+        self.groups = [{k: self._start(x) for k, x in g.items()} for g in groups]
+        if any(x.is_pinned() for g in self.groups for x in g.values()):
             self.event = torch.cuda.Event()
             self.event.record()
 
-    def get(self) -> dict[str, torch.Tensor]:
+    @staticmethod
+    def _start(x: torch.Tensor) -> torch.Tensor:
+        if not x.is_cuda:
+            return x
+        host = torch.empty(x.shape, dtype=x.dtype, pin_memory=True)
+        host.copy_(x, non_blocking=True)
+        return host
+
+    def get(self) -> list[dict[str, torch.Tensor]]:
         if self.event is not None:
             self.event.synchronize()
-        return self.acts
+        return self.groups
 
 
 def _write(writer: "shards.ShardWriter", fb: ForwardBatch, staged: _HostCopy, skip: int, dtype: str) -> None:
     """Append one batch's rows (minus the ``skip`` already stored before a resume) to the store."""
-    columns = _columns(fb, staged.get(), dtype)
-    writer.append({c: v[skip:] for c, v in columns.items()}, item=fb.start, n_items=len(fb), skip=skip)
-
-
-def _fused_take(dtype: str):
-    """``run_batches``' ``take``: on CUDA gather and cast the selected rows in one kernel
-    (``replab.kernels.fused_capture``); elsewhere the plain ``output[item, pos]``."""
-    from replab.kernels.fused_capture import gather_cast
-
-    def take(hook: str, output: torch.Tensor, item: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
-        if not output.is_cuda:
-            return output[item, pos]
-        return gather_cast(output.flatten(2), item, pos, dtype)[0]
-    return take
+    values, scales, stats = staged.get()
+    columns = _columns(fb, values, scales, dtype)
+    writer.append({c: v[skip:] for c, v in columns.items()}, {h: s.double().numpy() for h, s in stats.items()},
+                  item=fb.start, n_items=len(fb), skip=skip)
 
 
 def _rows_per_shard(shard_mb: float, dims: dict[str, int], dtype: str) -> int:
@@ -117,7 +156,9 @@ def capture(
         positions: ``"all"`` (padding never stored), ``"last"``, ``"subject_last"``, or
             ``fn(item_index, token_ids) -> positions``.
         out: the store directory.
-        dtype: ``"float32"``, ``"float16"`` or ``"bfloat16"`` (values rounded from float32).
+        dtype: ``"float32"``, ``"float16"`` or ``"bfloat16"`` (values rounded from float32), or ``"int8"``
+            (symmetric per-row codes plus one float32 scale per row, dequantised on read; every entry within
+            ``max|row| / 254`` of its float32 value, see docs/kernels.md).
         batch_size: prompts or contexts per forward pass.
         max_tokens: corpus only: stop after ``max_tokens // context`` contexts.
         context: corpus only: tokens per context (default ``min(128, n_ctx)``).
@@ -131,7 +172,8 @@ def capture(
 
     Returns:
         The ``ActivationStore`` at ``out``: ``store[hook]`` is ``[n_rows, d]``; ``store.stats(hook)`` gives
-        the per-dimension mean and variance and the mean row norm recorded while capturing.
+        the per-dimension mean and variance and the mean row norm recorded while capturing (of the
+        float32 rows before the cast or quantisation).
 
     Raises:
         HookNameError: a hook matches nothing (close matches listed).
@@ -176,15 +218,17 @@ def capture(
     first, stop = item_range or (0, None)
     tokens_done, n_items = 0, max(cursor["item"], first)
     t0 = time.perf_counter()
+    take = _Take(dtype, int(manifest["rows_per_shard"]), manifest["n_rows"],
+                 cursor["skip"] if n_items == cursor["item"] else 0)
     batches = run_batches(model, src, names, positions=spec, batch_size=batch_size, start=n_items,
-                          take=_fused_take(dtype), progress=f"capture {out.name}")
+                          take=take, progress=f"capture {out.name}")
     with run.timer("capture"):
         pending = None  # the previous batch, written while the device computes the next one
         for fb in batches:
             if stop is not None and fb.start >= stop:
                 break
             skip = cursor["skip"] if fb.start == cursor["item"] else 0
-            staged = _HostCopy(fb.acts, dtype)
+            staged = _HostCopy(fb.acts, *take.advance(len(fb.item), skip))
             if pending is not None:
                 _write(writer, *pending)
             pending = (fb, staged, skip, dtype)

@@ -15,7 +15,8 @@ def register(subparsers) -> None:
     p.add_argument("--hooks", nargs="+", required=True, help="hook names or globs, e.g. 'blocks.*.hook_resid_post'")
     p.add_argument("--positions", default="all", choices=["all", "last", "subject_last"])
     p.add_argument("--out", required=True, help="store directory (also a run directory)")
-    p.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"])
+    p.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16", "int8"],
+                   help="store dtype; int8: per-row symmetric codes + float32 scales, dequantised on read")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--max-tokens", type=int, default=None, help="corpus: stop after this many tokens")
     p.add_argument("--context", type=int, default=None, help="corpus: tokens per context (default min(128, n_ctx))")

@@ -4,12 +4,15 @@ A store is a directory::
 
     manifest.json            settings, shard list with one SHA-256 per file, committed-row cursor
     prompts.json             per-prompt columns (text, label, target, ...) of a prompt-set source
-    shards/00000/<hook>.bin  raw little-endian rows [rows, d] of one hook (float32, float16, or
-                             bfloat16 kept as uint16 bits)
+    shards/00000/<hook>.bin  raw little-endian rows [rows, d] of one hook (float32, float16,
+                             bfloat16 kept as uint16 bits, or int8 codes)
+    shards/00000/scale.<hook>.bin   int8 stores only: float32 [rows, 1], each row's scale
+                             (value = code * scale; checksummed like every other file)
     shards/00000/meta.<col>.bin   int64 rows of prompt_index, position, token_id
     shards/00000/stats.safetensors   float64 per hook: ``<hook>.sum`` / ``<hook>.sumsq`` [d] and
-                             ``<hook>.norm_sum`` [1] of the shard's stored values (summed into the
-                             manifest's ``stats`` when the store completes, so resumes and merges keep them)
+                             ``<hook>.norm_sum`` [1] of the shard's rows as captured (float32, before the
+                             cast or quantisation to the store dtype; summed into the manifest's ``stats``
+                             when the store completes, so resumes and merges keep them)
 
 Every shard holds the same rows for every hook: ``rows_per_shard`` of them, except the last one
 (and, in a store merged from ranks' parts by ``merge``, the last one of each part).
@@ -31,7 +34,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from replab.dtypes import DTYPES
+from replab.dtypes import STORE_DTYPES
 from replab.errors import StoreError
 from replab.runs import atomic_write_json
 
@@ -45,14 +48,15 @@ META_COLUMNS = ("prompt_index", "position", "token_id")
 # follow from them).
 IDENTITY = ("format_version", "model", "model_hash", "hooks", "dtype", "positions", "source", "shard_mb")
 
-_STORAGE = {"float32": np.dtype("<f4"), "float16": np.dtype("<f2"), "bfloat16": np.dtype("<u2")}
+_STORAGE = {"float32": np.dtype("<f4"), "float16": np.dtype("<f2"), "bfloat16": np.dtype("<u2"), "int8": np.dtype("i1")}
 _META = np.dtype("<i8")
+_SCALE = np.dtype("<f4")
 STATS = "stats.safetensors"
 _HASH_CHUNK = 1 << 24
 
 
 def check_dtype(dtype: str) -> str:
-    """Validate a store dtype name (``float32``, ``float16``, ``bfloat16``)."""
+    """Validate a store dtype name (``float32``, ``float16``, ``bfloat16``, ``int8``)."""
     if dtype not in _STORAGE:
         raise StoreError(f"Unsupported store dtype {dtype!r}; use one of {', '.join(_STORAGE)}.")
     return dtype
@@ -63,21 +67,30 @@ def itemsize(dtype: str) -> int:
     return _STORAGE[check_dtype(dtype)].itemsize
 
 
-def torch_dtype(dtype: str) -> torch.dtype:
-    """The torch dtype activations are rounded to for a store dtype name."""
-    return DTYPES[dtype]
+def scale_column(hook: str) -> str:
+    """File stem of an int8 store's per-row scales of ``hook``."""
+    return f"scale.{hook}"
 
 
 def encode(x: torch.Tensor, dtype: str) -> np.ndarray:
-    """Round ``x`` [rows, d] to the store dtype and return its bytes' numpy view (bf16 as uint16 bits)."""
-    t = x.detach().to(DTYPES[dtype]).cpu().contiguous()
+    """``x`` [rows, d] in the store dtype (as ``gather_cast`` returns it; floats are rounded here if not)
+    -> its bytes' numpy view (bf16 as uint16 bits, int8 codes as they are)."""
+    if dtype == "int8" and x.dtype != torch.int8:
+        raise StoreError(f"int8 stores take quantised codes (replab.kernels.gather_cast), got {x.dtype} rows.")
+    t = x.detach().to(STORE_DTYPES[dtype]).cpu().contiguous()
     return t.view(torch.int16).numpy().view(np.uint16) if dtype == "bfloat16" else t.numpy()
 
 
-def decode(raw: np.ndarray, dtype: str) -> np.ndarray:
-    """Stored values -> numpy (float32 for float32 and bfloat16 stores, float16 for float16)."""
+def decode(raw: np.ndarray, dtype: str, scale: np.ndarray | None = None) -> np.ndarray:
+    """Stored values -> numpy: float32 for float32, bfloat16 and int8 stores, float16 for float16.
+
+    int8 codes need their rows' ``scale`` ``[rows, 1]`` and return ``code * scale`` in float32, the same
+    product as ``replab.kernels.dequantise_int8``.
+    """
     if dtype == "bfloat16":
         return (raw.astype(np.uint32) << 16).view(np.float32)
+    if dtype == "int8":
+        return raw.astype(np.float32) * np.asarray(scale, dtype=np.float32)
     return np.asarray(raw, dtype=_STORAGE[dtype].newbyteorder("="))
 
 
@@ -89,8 +102,24 @@ def value_dtype(dtype: str) -> np.dtype:
 def column_layout(manifest: Mapping[str, Any]) -> dict[str, tuple[np.dtype, int]]:
     """File name stem -> (storage dtype, values per row) for every file of a shard."""
     layout = {h: (_STORAGE[manifest["dtype"]], int(manifest["dims"][h])) for h in manifest["hooks"]}
+    if manifest["dtype"] == "int8":
+        layout.update({scale_column(h): (_SCALE, 1) for h in manifest["hooks"]})
     layout.update({f"meta.{c}": (_META, 1) for c in META_COLUMNS})
     return layout
+
+
+def split_rows(first: int, n: int, capacity: int) -> list[int]:
+    """Sizes of the pieces that ``n`` rows starting at store row ``first`` fill, cut at shard boundaries.
+
+    Capture computes each piece's statistics separately (on the device, before the cast) so that every
+    shard's statistics file covers exactly its own rows.
+    """
+    sizes = []
+    while n > 0:
+        take = min(n, capacity - first % capacity)
+        sizes.append(take)
+        first, n = first + take, n - take
+    return sizes
 
 
 def shard_dir(root: Path, k: int) -> Path:
@@ -234,6 +263,7 @@ class ShardWriter:
         self._rows = 0
         self._files: dict[str, tuple[Any, Any]] | None = None
         self._stats: dict[str, np.ndarray] = {}
+        self._stats_width = {h: 2 * int(manifest["dims"][h]) + 1 for h in manifest["hooks"]}
 
     @property
     def pending_rows(self) -> int:
@@ -249,41 +279,40 @@ class ShardWriter:
         self._tmp = tmp
         self._files = {c: (open(tmp / f"{c}.bin", "wb"), hashlib.sha256()) for c in self._layout}
 
-    def append(self, columns: Mapping[str, np.ndarray], *, item: int, n_items: int, skip: int = 0) -> None:
+    def append(self, columns: Mapping[str, np.ndarray], stats: Mapping[str, np.ndarray], *, item: int,
+               n_items: int, skip: int = 0) -> None:
         """Write rows produced by one batch.
 
         Args:
-            columns: file stem (hook name or ``meta.<col>``) -> encoded rows ``[rows, width]``.
+            columns: file stem (hook, ``scale.<hook>`` or ``meta.<col>``) -> encoded rows ``[rows, width]``.
+            stats: hook -> ``[pieces, 2 d + 1]`` float64 per-dimension sum, sum of squares and sum of row norms
+                of the rows of each piece ``split_rows(n_rows, rows, rows_per_shard)`` cuts ``columns`` into.
             item: index of the batch's first source item (prompt or context).
             n_items: items in the batch.
             skip: rows of this batch already committed before (``columns`` starts after them).
         """
         n = len(next(iter(columns.values())))
+        pieces = split_rows(self.manifest["n_rows"] + self._rows, n, self._capacity)
+        for hook, width in self._stats_width.items():
+            if stats[hook].shape != (len(pieces), width):
+                raise StoreError(f"Statistics of {hook} cover {stats[hook].shape[0]} pieces of the batch, "
+                                 f"not {len(pieces)}: the capture and the shard boundaries disagree.")
         off = 0
-        while off < n:
+        for k, take in enumerate(pieces):
             if self._files is None:
                 self._open()
-            take = min(n - off, self._capacity - self._rows)
             for col, (f, h) in self._files.items():
                 chunk = np.ascontiguousarray(columns[col][off:off + take])
                 f.write(chunk.data)
                 h.update(chunk.data)
-                if not col.startswith("meta."):
-                    self._add_stats(col, chunk)
+            for hook, width in self._stats_width.items():
+                self._stats.setdefault(hook, np.zeros(width))
+                self._stats[hook] += stats[hook][k]
             self._rows += take
             off += take
             if self._rows == self._capacity:
                 done = off == n
                 self._commit({"item": item + n_items, "skip": 0} if done else {"item": item, "skip": skip + off})
-
-    def _add_stats(self, hook: str, chunk: np.ndarray) -> None:
-        """Accumulate the stored values' per-dimension sum and sum of squares and sum of row norms."""
-        x = decode(chunk, self.manifest["dtype"]).astype(np.float64)
-        d = x.shape[1]
-        acc = self._stats.setdefault(hook, np.zeros(2 * d + 1))
-        acc[:d] += x.sum(0)
-        acc[d:2 * d] += np.square(x).sum(0)
-        acc[-1] += np.sqrt(np.square(x).sum(1)).sum()
 
     def _commit(self, cursor: dict[str, int]) -> None:
         assert self._files is not None

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterator
-from functools import cached_property, partial
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -82,7 +82,8 @@ class ActivationStore:
 
     @property
     def dtype(self) -> str:
-        """The stored dtype (``float32``, ``float16`` or ``bfloat16``)."""
+        """The stored dtype (``float32``, ``float16``, ``bfloat16`` or ``int8``; reads return float32 for all but
+        ``float16``)."""
         return self.manifest["dtype"]
 
     def d(self, hook: str) -> int:
@@ -91,7 +92,8 @@ class ActivationStore:
         return int(self.manifest["dims"][hook])
 
     def stats(self, hook: str) -> dict[str, Any]:
-        """Statistics of ``hook``'s stored values, recorded at capture time (no rescan).
+        """Statistics of ``hook``'s rows as captured (float32, before the cast or int8 quantisation to the store
+        dtype), recorded at capture time (no rescan).
 
         Returns:
             ``{"rows": n, "mean": [d] float64 array, "var": [d] population variance, "mean_norm": float}``
@@ -114,17 +116,20 @@ class ActivationStore:
                                  "Pass one of those, or capture this hook first.")
 
     def _column(self, column: str) -> ShardedArray:
-        storage, width = shards.column_layout(self.manifest)[column]
-        is_meta = column.startswith("meta.")
-        return ShardedArray(
-            [shards.column_file(self.path, k, column) for k in range(len(self.manifest["shards"]))],
-            [s["rows"] for s in self.manifest["shards"]], width, storage,
-            np.asarray if is_meta else partial(shards.decode, dtype=self.dtype),
-            storage if is_meta else shards.value_dtype(self.dtype),
-        )
+        """One file stem's rows: hooks decoded to their values (int8 codes times their scales), the rest raw."""
+        layout = shards.column_layout(self.manifest)
+        storage, width = layout[column]
+        files = [shards.column_file(self.path, k, column) for k in range(len(self.manifest["shards"]))]
+        rows = [s["rows"] for s in self.manifest["shards"]]
+        if column not in self.manifest["dims"]:
+            return ShardedArray(files, rows, width, storage, lambda raw, _: raw, storage)
+        scales, dtype = shards.scale_column(column), self.dtype
+        return ShardedArray(files, rows, width, storage, lambda raw, scale: shards.decode(raw, dtype, scale),
+                            shards.value_dtype(self.dtype), scales=self._column(scales) if scales in layout else None)
 
     def __getitem__(self, hook: str) -> ShardedArray:
-        """``[n_rows, d]`` memory-mapped activations of ``hook`` (bf16 read back as float32)."""
+        """``[n_rows, d]`` memory-mapped activations of ``hook`` (bf16 read back as float32, int8 dequantised
+        to float32: ``code * row scale``, within ``max|row| / 254`` of the captured value per entry)."""
         self._check_hook(hook)
         return self._column(hook)
 

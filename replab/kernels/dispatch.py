@@ -11,7 +11,11 @@ import torch
 
 @lru_cache(maxsize=1)
 def _triton_available() -> bool:
-    return importlib.util.find_spec("triton") is not None
+    """Whether triton can be found, without importing it (a finder that refuses it counts as absent)."""
+    try:
+        return importlib.util.find_spec("triton") is not None
+    except (ImportError, ValueError):
+        return False
 
 
 def use_triton(*tensors: torch.Tensor) -> bool:

@@ -15,23 +15,22 @@ from __future__ import annotations
 
 import torch
 
+from replab.dtypes import STORE_DTYPES
 from replab.errors import DataError
 from replab.kernels.dispatch import use_triton
-
-OUT_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16, "int8": torch.int8}
 
 
 class CaptureStats:
     """Running per-dimension sum and sum of squares and sum of row norms of one hook's captured rows.
 
-    Each batch adds into a float32 staging buffer ``[2 d + 1]`` on the rows' device (the kernel's atomics
-    target), which is then folded into float64 totals so millions of rows keep full precision. ``host()``
-    copies the totals into a pinned host buffer on CUDA without waiting.
+    Each batch adds into a staging buffer ``[2 d + 1]`` on the rows' device (float32 by default: the
+    kernel's atomics target; the torch reference also accumulates in float64 when asked), which is then
+    folded into float64 totals so millions of rows keep full precision.
     """
 
-    def __init__(self, d: int, device: torch.device | str = "cpu"):
+    def __init__(self, d: int, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32):
         self.d = d
-        self.staging = torch.zeros(2 * d + 1, dtype=torch.float32, device=device)
+        self.staging = torch.zeros(2 * d + 1, dtype=dtype, device=device)
         self.total = torch.zeros(2 * d + 1, dtype=torch.float64, device=device)
         self.rows = 0
 
@@ -51,8 +50,8 @@ class CaptureStats:
 
 
 def _check(x: torch.Tensor, item: torch.Tensor, pos: torch.Tensor, dtype: str) -> None:
-    if dtype not in OUT_DTYPES:
-        raise DataError(f"Unsupported capture dtype {dtype!r}; use one of {', '.join(OUT_DTYPES)}.")
+    if dtype not in STORE_DTYPES:
+        raise DataError(f"Unsupported capture dtype {dtype!r}; use one of {', '.join(STORE_DTYPES)}.")
     if x.ndim != 3:
         raise DataError(f"gather_cast needs a hook output [batch, seq, d]; got shape {tuple(x.shape)}. "
                         "Flatten trailing dimensions (e.g. heads) first.")
@@ -79,13 +78,13 @@ def gather_cast_reference(x: torch.Tensor, item: torch.Tensor, pos: torch.Tensor
     """The torch reference (and CPU path) of ``gather_cast``: same contract, separate ops."""
     rows = x[item, pos].float()
     if stats is not None:
-        d = rows.shape[1]
-        stats.staging[:d] += rows.sum(0)
-        stats.staging[d:2 * d] += (rows * rows).sum(0)
-        stats.staging[-1] += rows.norm(dim=1).sum()
+        d, acc = rows.shape[1], rows.to(stats.staging.dtype)
+        stats.staging[:d] += acc.sum(0)
+        stats.staging[d:2 * d] += (acc * acc).sum(0)
+        stats.staging[-1] += acc.norm(dim=1).sum()
     if dtype == "int8":
         return quantise_int8(rows)
-    return rows.to(OUT_DTYPES[dtype]), None
+    return rows.to(STORE_DTYPES[dtype]), None
 
 
 def gather_cast(x: torch.Tensor, item: torch.Tensor, pos: torch.Tensor, dtype: str = "float32",
@@ -104,5 +103,5 @@ def gather_cast(x: torch.Tensor, item: torch.Tensor, pos: torch.Tensor, dtype: s
     _check(x, item, pos, dtype)
     if use_triton(x, item, pos) and item.numel():
         from replab.kernels.fused_capture_triton import gather_cast_triton
-        return gather_cast_triton(x, item, pos, OUT_DTYPES[dtype], stats)
+        return gather_cast_triton(x, item, pos, STORE_DTYPES[dtype], stats)
     return gather_cast_reference(x, item, pos, dtype, stats)

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from replab.errors import DataError, HookNameError
+from replab.errors import DataError, HookNameError, StoreError
 
 
 def _finite(x: torch.Tensor, what: str) -> torch.Tensor:
@@ -61,6 +61,22 @@ class Rows:
         if self.store is None:
             return {"type": "tensor", "rows": self.n, "d": self.d, "hook": self.hook}
         return {"type": "store", "path": str(getattr(self.store, "path", "")), "hook": self.hook, "rows": self.n, "d": self.d}
+
+    def recorded_mean_norm(self) -> float | None:
+        """Mean L2 norm over every row of the store hook, recorded at capture (``store.stats(hook)``, no rescan).
+
+        None for tensors and for stores without capture statistics (written by an older replab, or
+        duck-typed stores without ``stats``): the caller estimates it from a sample instead. The statistics
+        are of the rows as captured, before the store's cast (for an int8 store: not the dequantised rows,
+        whose norms differ by at most ``sqrt(d) * max|x| / 254`` per row).
+        """
+        stats = getattr(self.store, "stats", None)
+        if stats is None:
+            return None
+        try:
+            return float(stats(self.hook)["mean_norm"])
+        except StoreError:
+            return None
 
     def shuffled(self, batch_size: int, seed: int) -> Iterator[torch.Tensor]:
         """One epoch of float32 ``[b, d]`` batches in an order fixed by ``seed``."""

@@ -42,9 +42,11 @@ class TrainConfig:
         warmup_steps: linear warm-up (``None``: ``min(1000, 5%)`` of the steps).
         decay_fraction: final fraction of the steps over which the lr decays linearly to 0.
         grad_clip: max gradient norm (0 disables).
-        normalize: scale inputs so ``E||x|| = sqrt(d_in)`` while training (folded in at the end).
+        normalize: scale inputs so ``E||x|| = sqrt(d_in)`` while training (folded in at the end; SAELens's
+            ``normalize_activations="expected_average_only_in"``). On a store ``E||x||`` is the mean over every
+            row recorded at capture (``store.stats(hook)["mean_norm"]``); on a tensor, over ``init_rows`` rows.
         b_dec_init: ``"geometric_median"``, ``"mean"`` or ``"zero"``.
-        init_rows: rows sampled to estimate the scale and ``b_dec``.
+        init_rows: rows sampled to initialise ``b_dec`` (and estimate the scale when no statistics are recorded).
         dead_after_tokens: a latent that has not fired for this many tokens counts as dead.
         seed: data-order seed.
         log_every: steps between logged metrics.
@@ -216,11 +218,13 @@ def _with_metadata(sae: SAE, data: Rows) -> None:
 
 @torch.no_grad()
 def _initialise(sae: SAE, data: Rows, cfg: TrainConfig, device) -> float:
-    """Estimate the input scale and set ``b_dec``; returns the scale (1.0 without normalisation)."""
+    """Set the input scale (from the store's recorded mean norm, else a sample's) and ``b_dec``; returns the
+    scale (1.0 without normalisation)."""
     sample = data.sample(cfg.init_rows, cfg.seed).to(device)
     scale = 1.0
     if cfg.normalize:
-        mean_norm = float(sample.norm(dim=-1).mean())
+        recorded = data.recorded_mean_norm()
+        mean_norm = float(sample.norm(dim=-1).mean()) if recorded is None else recorded
         if mean_norm == 0:
             raise DataError("Every sampled activation row is zero; check the hook and the capture.")
         scale = math.sqrt(sae.d_in) / mean_norm
