@@ -106,3 +106,23 @@ def test_interrupted_int8_capture_resumes_to_identical_bytes(tiny_model, tmp_pat
     files = lambda root: {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))  # noqa: E731
                           if p.is_file() and p.name != "run.json"}
     assert files(resumed.path) == files(ref.path)
+
+
+def test_cli_captures_an_int8_store_and_verifies_it(tiny_checkpoint, tmp_path, capsys):
+    import argparse
+
+    from replab.activations import cli
+
+    texts = tmp_path / "corpus.txt"
+    texts.write_text("The capital of France is Paris.\nA dog is a mammal.\n")
+    parser = argparse.ArgumentParser()
+    cli.register(parser.add_subparsers())
+    out = tmp_path / "acts"
+    args = parser.parse_args(["capture", "--model", tiny_checkpoint, "--text", str(texts), "--hooks", HOOKS,
+                              "--context", "6", "--out", str(out), "--dtype", "int8"])
+    assert args.func(args) == 0 and "(int8)" in capsys.readouterr().out
+    store = ActivationStore.open(out)
+    assert store.dtype == "int8" and store["blocks.0.hook_resid_post"].dtype == np.float32
+    args = parser.parse_args(["verify", str(out)])
+    assert args.func(args) == 0
+    assert f"{len(store.manifest['shards']) * (2 + 2 + 3)} files verified" in capsys.readouterr().out
