@@ -84,6 +84,32 @@ def main() -> None:
     grad = torch.randn(args.rows, d, device=dev, generator=g)
     _compare("sparse value grad (SDDMM)", lambda: sparse._sddmm(sel, grad, Wd.T),
              lambda: (grad @ Wd.T)[sel.rows, sel.cols], args.rounds, dev)
+    sparse_step, dense_step = _sae_steps(d, d_sae, k, torch.randn(args.rows, d, device=dev, generator=g))
+    _compare(f"TopK SAE step, forward + backward (d_sae={d_sae}, k={k}; error: W_dec gradient)", sparse_step,
+             dense_step, args.rounds, dev)
+
+
+def _sae_steps(d: int, d_sae: int, k: int, x: torch.Tensor):
+    """The TopK SAE's training loss and backward: replab's sparse step vs the dense formula it replaces
+    (``[n, d_sae]`` codes decoded by a dense product); each returns the ``W_dec`` gradient."""
+    from replab.saes import create
+    from replab.saes.base import TrainContext
+
+    sae = create("topk", d, d_sae, k=k, seed=0).to(x.device)
+
+    def sparse_step():
+        sae.zero_grad()
+        sae.training_loss(x, TrainContext(0, 1)).loss.backward()
+        return sae.W_dec.grad.clone()
+
+    def dense_step():
+        sae.zero_grad()
+        pre = (x - sae.b_dec) @ sae.W_enc + sae.b_enc
+        top = pre.topk(k, dim=-1, sorted=False)
+        codes = torch.zeros_like(pre).scatter(1, top.indices, top.values.relu())
+        (codes @ sae.W_dec + sae.b_dec - x).pow(2).sum(-1).mean().backward()
+        return sae.W_dec.grad.clone()
+    return sparse_step, dense_step
 
 
 if __name__ == "__main__":

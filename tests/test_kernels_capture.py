@@ -143,3 +143,27 @@ def test_capture_records_stats_of_the_rows_before_the_cast(tiny_model, tmp_path)
             assert low.manifest["rows_per_shard"] == 5 and low.manifest["stats"][hook] == ref.manifest["stats"][hook]
             stored = np.asarray(low[hook], dtype=np.float64)
             assert np.abs(stored.mean(0) - x.mean(0)).max() > 0  # the stored values' own mean differs
+
+
+@pytest.mark.parametrize("dtype", ["float32", "int8"])
+def test_capture_through_the_kernel_writes_the_reference_store(tiny_model, tmp_path, monkeypatch, dtype):
+    """capture's CUDA path (the kernel per shard piece) run on the CPU by the interpreter: same values, the
+    statistics to float32 rounding (the kernel sums each block of rows in float32)."""
+    import replab.kernels.fused_capture as fused
+    from replab.activations import capture
+    from replab.datasets import PromptSet
+
+    prompts = PromptSet(texts=["The capital of France is Paris.", "A dog is a mammal. A cat is a mammal."] * 2,
+                        name="kernel-capture")
+    kw = dict(out=tmp_path / "ref", dtype=dtype, batch_size=2, shard_mb=5 * 32 * 4 / 2**20)
+    ref = capture(tiny_model, prompts, "blocks.*.hook_resid_post", **kw)
+    calls = []
+    monkeypatch.setattr(fused, "use_triton", lambda *t: calls.append(len(t)) or True)
+    got = capture(tiny_model, prompts, "blocks.*.hook_resid_post", **{**kw, "out": tmp_path / "kernel"})
+    assert len(calls) > 2 * len(got.manifest["shards"])  # one launch per hook and shard piece
+    for hook in ref.hooks:
+        np.testing.assert_array_equal(np.asarray(got[hook]), np.asarray(ref[hook]))
+        a, b = got.stats(hook), ref.stats(hook)
+        np.testing.assert_allclose(a["mean"], b["mean"], rtol=1e-6, atol=1e-8)
+        np.testing.assert_allclose(a["var"], b["var"], rtol=1e-5, atol=1e-8)
+        assert a["mean_norm"] == pytest.approx(b["mean_norm"], rel=1e-6)
