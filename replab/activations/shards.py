@@ -295,8 +295,8 @@ class ShardWriter:
         pieces = split_rows(self.manifest["n_rows"] + self._rows, n, self._capacity)
         for hook, width in self._stats_width.items():
             if stats[hook].shape != (len(pieces), width):
-                raise StoreError(f"Statistics of {hook} cover {stats[hook].shape[0]} pieces of the batch, "
-                                 f"not {len(pieces)}: the capture and the shard boundaries disagree.")
+                raise RuntimeError(f"Statistics of {hook} cover {stats[hook].shape[0]} pieces of the batch, "
+                                   f"not {len(pieces)}: capture and the shard boundaries disagree (a replab bug).")
         off = 0
         for k, take in enumerate(pieces):
             if self._files is None:
