@@ -2,7 +2,7 @@
 
 A run directory ``runs/<name>/`` holds ``run.json`` (kind, config, model, versions, metrics,
 timings, status) plus artifacts: tables (CSV + JSON), Plotly figures (JSON), tensors
-(safetensors) and free-form JSON. Files are written atomically (temporary file, then rename),
+(safetensors) and free-form JSON. Files are written atomically through ``replab.fileio``,
 and ``run.json`` says ``"status": "complete"`` only once ``finish`` ran, so a reader can tell a
 partial run from a finished one.
 """
@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
-import json
 import os
 import platform
 import time
@@ -22,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from replab.errors import RunDirError
+from replab.fileio import atomic_write_bytes, jsonable, read_json, write_json, write_tensors
 
 RUN_FILE = "run.json"
 
@@ -39,53 +39,6 @@ def versions() -> dict[str, str]:
     return out
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temporary file and rename, so readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def atomic_write_json(path: Path, obj: Any) -> None:
-    """Atomically write ``obj`` as indented JSON (NaN written as null)."""
-    atomic_write_bytes(Path(path), json.dumps(_jsonable(obj), indent=1, allow_nan=False).encode())
-
-
-def _jsonable(obj: Any) -> Any:
-    import math
-
-    import numpy as np
-
-    if isinstance(obj, Mapping):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return _jsonable(obj.tolist())
-    if isinstance(obj, np.generic):
-        return _jsonable(obj.item())
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    if isinstance(obj, Path):
-        return str(obj)
-    return obj
-
-
-def read_json(path: Path, what: str = "file") -> Any:
-    """Read JSON with an error that names the file and the fix instead of a parser traceback."""
-    path = Path(path)
-    if not path.is_file():
-        raise RunDirError(f"{what} {path} is missing.")
-    try:
-        return json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise RunDirError(f"{what} {path} is corrupt ({exc}); delete it and re-run the command that made it.") from None
-
-
 def read_run_info(path: Path) -> dict[str, Any]:
     """A run directory's ``run.json``.
 
@@ -98,10 +51,21 @@ def read_run_info(path: Path) -> dict[str, Any]:
     return info
 
 
+def run_status(path: Path, info: dict[str, Any]) -> str:
+    """``"complete"``, ``"running"``, ... : the run's kind decides where its one completeness flag lives.
+
+    Most kinds use ``run.json``'s ``status`` (``Run.finish`` sets it); a kind with its own flag (an
+    activation store's manifest) declares ``RunKind.status``, and nothing else is consulted.
+    """
+    kind = kinds().get(info.get("kind"))
+    return kind.status(Path(path), info) if kind is not None and kind.status is not None else info.get("status", "?")
+
+
 def run_problem(path: Path, info: dict[str, Any], *, require_complete: bool = True) -> str:
     """Why the run with this ``run.json`` cannot be read ("" when it can): partial, or artifacts missing."""
-    if require_complete and info.get("status") != "complete":
-        return (f"Run {path} is partial (status {info.get('status')!r}): the command that writes it did not finish. "
+    status = run_status(path, info)
+    if require_complete and status != "complete":
+        return (f"Run {path} is partial (status {status!r}): the command that writes it did not finish. "
                 "Re-run it to complete the run.")
     missing = [a for a in info.get("artifacts", []) if not (path / a).exists()]
     if missing:
@@ -152,7 +116,7 @@ class Run:
         return run
 
     def _save(self) -> None:
-        atomic_write_json(self.path / RUN_FILE, self.info)
+        write_json(self.path / RUN_FILE, self.info)
 
     def _artifact(self, rel: str) -> Path:
         if rel not in self.info["artifacts"]:
@@ -162,7 +126,7 @@ class Run:
     def write_json(self, rel: str, obj: Any) -> Path:
         """Write a JSON artifact at ``rel`` (relative to the run directory)."""
         p = self._artifact(rel)
-        atomic_write_json(p, obj)
+        write_json(p, obj)
         return p
 
     def write_figure(self, name: str, fig) -> Path:
@@ -180,13 +144,7 @@ class Run:
 
     def write_tensors(self, rel: str, tensors: Mapping[str, Any], metadata: Mapping[str, str] | None = None) -> Path:
         """Write tensors (torch or numpy) as safetensors at ``rel``."""
-        import torch
-        from safetensors.torch import save
-
-        p = self._artifact(rel)
-        data = {k: torch.as_tensor(v).contiguous() for k, v in tensors.items()}
-        atomic_write_bytes(p, save(data, metadata=dict(metadata) if metadata else None))
-        return p
+        return write_tensors(self._artifact(rel), tensors, metadata)
 
     @contextlib.contextmanager
     def timer(self, name: str) -> Iterator[None]:
@@ -200,13 +158,13 @@ class Run:
 
     def log_metrics(self, metrics: Mapping[str, Any]) -> None:
         """Merge metrics into ``run.json`` now (useful for long runs)."""
-        self.info["metrics"].update(_jsonable(dict(metrics)))
+        self.info["metrics"].update(jsonable(dict(metrics)))
         self._save()
 
     def finish(self, metrics: Mapping[str, Any] | None = None) -> "Run":
         """Record final metrics and mark the run complete."""
         if metrics:
-            self.info["metrics"].update(_jsonable(dict(metrics)))
+            self.info["metrics"].update(jsonable(dict(metrics)))
         self.info["status"] = "complete"
         self.info["finished"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
         self._save()
@@ -271,6 +229,8 @@ class RunKind:
         page: the app page that shows it (``"5_Lenses"`` for ``app/pages/5_Lenses.py``).
         make: an example command that creates one (shown when a page finds none).
         figures: names of the figures it stores under ``figures/<name>.json``.
+        status: ``(path, run.json info) -> "complete" | "partial" | ...`` for a kind whose completeness
+            flag is not ``run.json``'s ``status`` (default: that status).
     """
 
     name: str
@@ -279,6 +239,7 @@ class RunKind:
     page: str | None = None
     make: str = ""
     figures: tuple[str, ...] = ()
+    status: Callable[[Path, dict[str, Any]], str] | None = None
 
 
 def metric_summary(*keys: str) -> Callable[[dict[str, Any]], str]:

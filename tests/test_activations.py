@@ -170,3 +170,22 @@ def test_cli_capture_writes_a_run_directory_and_verify_passes(tiny_checkpoint, t
     args = parser.parse_args(["verify", str(out)])
     assert args.func(args) == 0
     assert "OK" in capsys.readouterr().out
+
+
+def test_capture_directory_completeness_is_the_manifest_flag(tmp_path):
+    """run.json's status is not a second flag: a store whose manifest is complete lists as complete."""
+    import json
+
+    from replab.activations import shards
+    from replab.runs import Run, run_status
+
+    root = tmp_path / "s"
+    run = Run.create(root, "capture", {})  # run.json says "running" ...
+    manifest = {"format": shards.FORMAT, "complete": True}
+    (root / shards.MANIFEST).write_text(json.dumps(manifest))
+    assert run_status(root, run.info) == "complete"  # ... the manifest decides
+    (root / shards.MANIFEST).write_text(json.dumps({**manifest, "complete": False}))
+    run.finish()
+    assert run_status(root, run.info) == "partial"
+    (root / shards.MANIFEST).write_text("{")
+    assert run_status(root, run.info) == "corrupt"

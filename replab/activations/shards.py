@@ -36,7 +36,7 @@ import torch
 
 from replab.dtypes import STORE_DTYPES
 from replab.errors import StoreError
-from replab.runs import atomic_write_json
+from replab.fileio import read_json, read_tensors, write_json, write_tensors
 
 FORMAT = "replab.activation-store"
 FORMAT_VERSION = 1
@@ -142,10 +142,8 @@ def read_manifest(root: Path) -> dict[str, Any]:
             f"No activation store at {root}: {MANIFEST} is missing. Create one with replab.capture(...) "
             "or `replab capture ... --out PATH`."
         )
-    try:
-        manifest = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise StoreError(f"{path} is corrupt ({exc}); re-run the capture with resume=False (--no-resume).") from None
+    manifest = read_json(path, "Store manifest", fix="re-run the capture with resume=False (--no-resume)",
+                         error=StoreError)
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise StoreError(f"{path} is not an activation-store manifest; point at a directory made by replab.capture.")
     return manifest
@@ -227,7 +225,7 @@ def prepare(root: Path, settings: Mapping[str, Any], *, resume: bool) -> dict[st
     if manifest is None:
         manifest = {"format": FORMAT, **settings, "prompts": None, "shards": [], "n_rows": 0,
                     "cursor": {"item": 0, "skip": 0}, "complete": False}
-        atomic_write_json(root / MANIFEST, manifest)
+        write_json(root / MANIFEST, manifest)
         (root / PROMPTS).unlink(missing_ok=True)
     committed = {shard_dir(root, k).name for k in range(len(manifest["shards"]))}
     if (root / SHARDS).is_dir():
@@ -316,10 +314,8 @@ class ShardWriter:
 
     def _commit(self, cursor: dict[str, int]) -> None:
         assert self._files is not None
-        from safetensors.numpy import save_file
-
-        save_file({f"{h}.{name}": part for h, acc in self._stats.items() for name, part in _split(acc)},
-                  str(self._tmp / STATS))
+        write_tensors(self._tmp / STATS, {f"{h}.{name}": part for h, acc in self._stats.items()
+                                          for name, part in _split(acc)})
         self._stats = {}
         hashes = {}
         for col, (f, h) in self._files.items():
@@ -358,14 +354,13 @@ def summarise_stats(root: Path, manifest: Mapping[str, Any]) -> dict[str, dict[s
 
     Shards written before statistics existed (no stats file) make the summary empty rather than wrong.
     """
-    from safetensors.numpy import load_file
-
     totals = {h: np.zeros(2 * int(manifest["dims"][h]) + 1) for h in manifest["hooks"]}
     for k in range(len(manifest["shards"])):
         path = shard_dir(Path(root), k) / STATS
         if not path.is_file():
             return {}
-        part = load_file(str(path)) if manifest["shards"][k]["rows"] else {}
+        part = read_tensors(path, "Shard statistics", numpy=True, error=StoreError,
+                            fix="run `replab verify` on the store and re-capture the shard") if manifest["shards"][k]["rows"] else {}
         for h, acc in totals.items():
             if f"{h}.sum" in part:
                 acc += np.concatenate([part[f"{h}.sum"], part[f"{h}.sumsq"], part[f"{h}.norm_sum"]])

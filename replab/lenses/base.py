@@ -8,16 +8,15 @@ model (final norm + unembedding, frozen) is referenced, never copied or saved.
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
-from safetensors.torch import load_file, save_file
 
 from replab.errors import DataError, RunDirError
+from replab.fileio import read_json, read_tensors, require, write_json, write_tensors
 
 CONFIG_FILE = "lens.json"
 WEIGHTS_FILE = "lens.safetensors"
@@ -123,8 +122,8 @@ class Lens(torch.nn.Module):
         path.mkdir(parents=True, exist_ok=True)
         info = {"kind": self.kind, "config": asdict(self.config), "model": model_id(self.model),
                 "n_layers": self.n_layers, "d_model": int(self.model.cfg.d_model)}
-        save_file({k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}, path / WEIGHTS_FILE)
-        (path / CONFIG_FILE).write_text(json.dumps(info, indent=2))
+        write_tensors(path / WEIGHTS_FILE, self.state_dict())
+        write_json(path / CONFIG_FILE, info, indent=2)
         return path
 
     @classmethod
@@ -147,12 +146,16 @@ def load(path: str | os.PathLike, model) -> Lens:
             return TunedLens.load_tuned_lens(path, model)
         raise RunDirError(f"{path} holds no lens ({CONFIG_FILE} + {WEIGHTS_FILE}, or tuned-lens's config.json + "
                           "params.pt); save one with lens.save(dir) or `replab lens train`.")
-    info = json.loads((path / CONFIG_FILE).read_text())
-    if info.get("kind") not in REGISTRY:
+    fix = "save the lens again with lens.save(dir) or `replab lens train`"
+    info = read_json(path / CONFIG_FILE, "Lens file", fix=fix)
+    for key in ("kind", "config", "n_layers", "d_model"):
+        require(info, key, path / CONFIG_FILE, fix=fix)
+    if info["kind"] not in REGISTRY:
         raise DataError(f"{path / CONFIG_FILE} names lens kind {info.get('kind')!r}; known: {sorted(REGISTRY)}.")
     if (info["n_layers"], info["d_model"]) != (n_layers(model), int(model.cfg.d_model)):
         raise DataError(f"The lens in {path} was made for {info['n_layers']} layers x d_model {info['d_model']} "
                         f"({info.get('model')}); this model has {n_layers(model)} x {model.cfg.d_model}. "
                         "Load it with the model it was trained on.")
     device = next(model.parameters()).device
-    return REGISTRY[info["kind"]].from_files(model, info, load_file(path / WEIGHTS_FILE, device=str(device)))
+    tensors = read_tensors(path / WEIGHTS_FILE, "Lens file", device=str(device), fix=fix)
+    return REGISTRY[info["kind"]].from_files(model, info, tensors)

@@ -6,7 +6,6 @@ through safetensors, so loading a probe never executes code from the file.
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
@@ -15,7 +14,7 @@ import numpy as np
 
 from replab.errors import DataError
 from replab.probes.base import Probe, probe_types
-from replab.runs import atomic_write_bytes, atomic_write_json
+from replab.fileio import read_json, read_tensors, write_json, write_tensors
 
 FORMAT = "replab.probe"
 VERSION = 1
@@ -68,12 +67,10 @@ def probe_from_files(tensors: dict[str, np.ndarray], doc: Any, where: str = "pro
 
 def save_probe(probe: Probe, path: str | os.PathLike) -> Path:
     """Write ``<stem>.safetensors`` and ``<stem>.json``; returns the JSON path."""
-    from safetensors.numpy import save
-
     stem = _stem(path)
     tensors, doc = probe_files(probe)
-    atomic_write_bytes(stem.with_suffix(".safetensors"), save(tensors, metadata={"format": FORMAT, "type": probe.kind}))
-    atomic_write_json(stem.with_suffix(".json"), doc)
+    write_tensors(stem.with_suffix(".safetensors"), tensors, metadata={"format": FORMAT, "type": probe.kind})
+    write_json(stem.with_suffix(".json"), doc)
     return stem.with_suffix(".json")
 
 
@@ -83,22 +80,9 @@ def load_probe(path: str | os.PathLike) -> Probe:
     Raises:
         DataError: a file is missing or corrupt; the message names it.
     """
-    from safetensors import SafetensorError
-    from safetensors.numpy import load_file
-
     stem = _stem(path)
     js, st = stem.with_suffix(".json"), stem.with_suffix(".safetensors")
-    for f in (js, st):
-        if not f.is_file():
-            raise DataError(
-                f"Probe file {f} is missing; a saved probe is a .json + .safetensors pair (probe.save(path))."
-            )
-    try:
-        doc = json.loads(js.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise DataError(f"Probe file {js} is corrupt ({exc}); save the probe again.") from None
-    try:
-        tensors = load_file(str(st))
-    except (SafetensorError, OSError) as exc:
-        raise DataError(f"Probe file {st} is corrupt ({exc}); save the probe again.") from None
+    fix = "a saved probe is a .json + .safetensors pair (probe.save(path)); save the probe again"
+    doc = read_json(js, "Probe file", fix=fix, error=DataError)
+    tensors = read_tensors(st, "Probe file", numpy=True, fix=fix, error=DataError)
     return probe_from_files(tensors, doc, where=str(js))

@@ -6,7 +6,6 @@ writes them atomically, ``load`` reads replab- and SAELens-written directories a
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
@@ -14,7 +13,7 @@ from typing import Any
 import torch
 
 from replab.errors import DataError, RunDirError
-from replab.runs import atomic_write_bytes, atomic_write_json
+from replab.fileio import read_json, read_tensors, write_json, write_tensors
 from replab.saes import registry
 from replab.saes.base import SAE
 
@@ -34,12 +33,10 @@ def export(sae: SAE) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
 
 def save(sae: SAE, path: str | os.PathLike) -> Path:
     """Write ``sae`` to directory ``path`` (created) as ``cfg.json`` + ``sae_weights.safetensors``."""
-    from safetensors.torch import save as st_save
-
     path = Path(path)
     cfg, tensors = export(sae)
-    atomic_write_bytes(path / WEIGHTS_FILE, st_save({k: v.contiguous() for k, v in tensors.items()}))
-    atomic_write_json(path / CFG_FILE, cfg)
+    write_tensors(path / WEIGHTS_FILE, tensors)
+    write_json(path / CFG_FILE, cfg)
     return path
 
 
@@ -55,20 +52,14 @@ def load(path: str | os.PathLike, *, device: str | torch.device | None = None) -
         RunDirError: the directory or one of its files is missing or unreadable.
         DataError: the architecture is unknown, or the cfg and tensors disagree.
     """
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
     path = Path(path)
     cfg_path, weights_path = path / CFG_FILE, path / WEIGHTS_FILE
     if not path.is_dir():
         raise RunDirError(f"SAE directory {path} does not exist. Train one with `replab train-sae` or save one with sae.save(dir).")
-    for p in (cfg_path, weights_path):
-        if not p.is_file():
-            raise RunDirError(f"{p} is missing: an SAE directory holds {CFG_FILE} and {WEIGHTS_FILE} (SAELens format).")
-    try:
-        cfg = json.loads(cfg_path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise RunDirError(f"{cfg_path} is not valid JSON ({exc}); re-save the SAE.") from None
+    fix = f"an SAE directory holds {CFG_FILE} and {WEIGHTS_FILE} (SAELens format); re-save the SAE"
+    cfg = read_json(cfg_path, "SAE file", fix=fix)
+    if not weights_path.is_file():
+        raise RunDirError(f"SAE file {weights_path} is missing; {fix}.")
     if not isinstance(cfg, dict) or "architecture" not in cfg:
         raise DataError(f"{cfg_path} has no 'architecture' field, so it is not an SAELens/replab SAE config.")
     if cfg.get("reshape_activations", "none") != "none":
@@ -80,10 +71,7 @@ def load(path: str | os.PathLike, *, device: str | torch.device | None = None) -
     if "metadata" not in cfg:  # SAELens <= 5 kept these under "meta" or at the top level
         legacy = cfg.get("meta") or {k: cfg[k] for k in ("model_name", "hook_name", "hook_layer") if k in cfg}
         cfg = {**cfg, "metadata": dict(legacy)}
-    try:
-        tensors = load_file(str(weights_path))
-    except (SafetensorError, OSError) as exc:
-        raise RunDirError(f"{weights_path} is corrupt ({exc}); re-save the SAE.") from None
+    tensors = read_tensors(weights_path, "SAE file", fix=fix)
     try:
         sae = cls.from_saelens(cfg, tensors, str(weights_path))
     except TypeError as exc:

@@ -23,7 +23,8 @@ import torch
 
 from replab import distributed
 from replab.errors import DataError, ReplabError, RunDirError
-from replab.runs import Run, atomic_write_bytes, atomic_write_json, read_json
+from replab.fileio import read_json, read_tensors, write_json, write_tensors
+from replab.runs import Run
 from replab.saes import io
 from replab.saes.base import SAE, TrainContext
 from replab.saes.data import Rows, rows
@@ -149,22 +150,17 @@ def _optimizer_tensors(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tens
 
 
 def _save_checkpoint(out: Path, sae: SAE, opt, trainer: dict[str, Any], dead: torch.Tensor, keep: int) -> None:
-    from safetensors.torch import save as st_save
-
     ck = out / "checkpoints" / f"step_{trainer['step']:08d}"
     opt_tensors, groups = _optimizer_tensors(opt)
-    atomic_write_bytes(ck / "sae.safetensors", st_save({k: v.detach().cpu().contiguous() for k, v in sae.state_dict().items()}))
-    atomic_write_bytes(ck / "optimizer.safetensors", st_save(opt_tensors))
-    atomic_write_bytes(ck / "trainer.safetensors", st_save({"tokens_since_fired": dead.cpu().contiguous()}))
-    atomic_write_json(ck / "state.json", {**trainer, "param_groups": groups})  # written last: marks it complete
+    write_tensors(ck / "sae.safetensors", sae.state_dict())
+    write_tensors(ck / "optimizer.safetensors", opt_tensors)
+    write_tensors(ck / "trainer.safetensors", {"tokens_since_fired": dead})
+    write_json(ck / "state.json", {**trainer, "param_groups": groups})  # written last: marks it complete
     for old in _checkpoint_dirs(out)[:-keep]:
         shutil.rmtree(old, ignore_errors=True)
 
 
 def _load_checkpoint(out: Path, sae: SAE, opt, device) -> tuple[dict[str, Any], torch.Tensor] | None:
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
     found = _checkpoint_dirs(out)
     if not found:
         return None
@@ -176,12 +172,11 @@ def _load_checkpoint(out: Path, sae: SAE, opt, device) -> tuple[dict[str, Any], 
             f"d_sae={state.get('d_sae')}, not this {sae.architecture} SAE ({sae.d_in}, {sae.d_sae}). "
             "Use another --out or delete the checkpoints to start over."
         )
-    try:
-        sae.load_tensors(load_file(str(ck / "sae.safetensors")), str(ck))
-        opt_tensors = load_file(str(ck / "optimizer.safetensors"))
-        dead = load_file(str(ck / "trainer.safetensors"))["tokens_since_fired"].to(device)
-    except (SafetensorError, OSError, KeyError) as exc:
-        raise RunDirError(f"Checkpoint {ck} is corrupt ({exc}); delete it to resume from the previous one.") from None
+    fix = "delete it to resume from the previous checkpoint"
+    sae.load_tensors(read_tensors(ck / "sae.safetensors", "Checkpoint file", fix=fix), str(ck))
+    opt_tensors = read_tensors(ck / "optimizer.safetensors", "Checkpoint file", fix=fix)
+    dead = read_tensors(ck / "trainer.safetensors", "Checkpoint file", keys=("tokens_since_fired",),
+                        fix=fix)["tokens_since_fired"].to(device)
     entries: dict[int, dict[str, torch.Tensor]] = {}
     for key, value in opt_tensors.items():
         pid, name = key.split(".", 1)

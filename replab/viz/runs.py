@@ -14,7 +14,7 @@ from typing import Any
 import pandas as pd
 
 from replab.errors import ReplabError, RunDirError
-from replab.runs import Run, find_runs, read_json, read_run_info, run_problem, summarize
+from replab.runs import Run, find_runs, read_json, read_run_info, run_problem, run_status, summarize
 
 # Runs holding analysed SAE features: training runs, and analyze_features runs of their own.
 FEATURE_KINDS = ("sae", "sae-features")
@@ -43,7 +43,7 @@ def run_index(root: str | os.PathLike) -> pd.DataFrame:
             continue
         row["problem"] = run_problem(path, info)
         model = info.get("model") or {}
-        rows.append({**row, "kind": info["kind"], "status": info.get("status", "?"),
+        rows.append({**row, "kind": info["kind"], "status": run_status(path, info),
                      "model": model.get("id") or (info.get("config") or {}).get("model") or "",
                      "created": info.get("created", ""), "key_metrics": summarize(info)})
     return pd.DataFrame(rows, columns=INDEX_COLUMNS)
