@@ -7,6 +7,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GridSearchCV, cross_val_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
+from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from replab.probes import LogisticProbe, MeanDiffProbe, RidgeProbe
 
@@ -40,3 +41,19 @@ def test_meandiff_and_ridge_in_cross_val_score():
     X, y = _data(1)
     assert cross_val_score(MeanDiffProbe(), X, y, cv=3).mean() > 0.8
     assert cross_val_score(RidgeProbe(), X, X[:, 0] + 0.1 * X[:, 1], cv=3).mean() > 0.95
+
+
+# scikit-learn's own estimator checks. Skipped, with the reason (also in docs/probes.md):
+SKIPPED_CHECKS = {
+    LogisticProbe: {
+        "check_non_transformer_estimators_n_iter":
+            "the batched L-BFGS fits many problems at once (folds x labels x layers) and does not track a "
+            "per-problem iteration count, so there is no n_iter_",
+    },
+}
+
+
+@parametrize_with_checks([LogisticProbe(), RidgeProbe(), MeanDiffProbe()],
+                         expected_failed_checks=lambda est: SKIPPED_CHECKS.get(type(est), {}))
+def test_sklearn_check_estimator(estimator, check):
+    check(estimator)

@@ -54,6 +54,11 @@ def make_probe(spec: "str | Probe") -> "Probe":
     return _PROBES[spec]()
 
 
+class FeatureTypeError(DataError, TypeError):
+    """Activations that are not numbers (e.g. an object array holding dicts): a ``DataError`` and,
+    as scikit-learn raises for this case, a ``TypeError``."""
+
+
 def as_features(X: Any, what: str = "X") -> torch.Tensor:
     """Coerce activations to a finite float32 ``[n, d]`` tensor (a torch input keeps its device).
 
@@ -61,18 +66,26 @@ def as_features(X: Any, what: str = "X") -> torch.Tensor:
         DataError: not 2-D, empty, or holding NaN/inf (the first bad row is named).
     """
     if isinstance(X, torch.Tensor):
+        if X.is_complex():
+            raise DataError(f"Complex data not supported: {what} is complex; probes read real activations.")
         t = X.detach().to(torch.float32)
     elif hasattr(X, "toarray"):
         raise DataError(f"{what} is a sparse matrix; probes need dense activations: pass {what}.toarray().")
     else:
+        arr = np.asarray(X)
+        if arr.dtype.kind == "c":
+            raise DataError(f"Complex data not supported: {what} is complex; probes read real activations.")
         try:
-            t = torch.from_numpy(np.ascontiguousarray(np.asarray(X, dtype=np.float32)))
+            t = torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32))
         except (TypeError, ValueError) as exc:
-            raise DataError(f"{what} is not a numeric array ({exc}); pass activations as [n_rows, d].") from None
+            raise FeatureTypeError(f"{what} is not a numeric array ({exc}); pass activations as [n_rows, d].") from None
     if t.ndim != 2:
-        raise DataError(f"{what} has shape {tuple(t.shape)}; expected 2-D [n_rows, d] activations.")
+        raise DataError(f"{what} has shape {tuple(t.shape)}; expected 2-D [n_rows, d] activations. Reshape your "
+                        "data (one row per activation vector).")
     if t.shape[0] == 0 or t.shape[1] == 0:
-        raise DataError(f"{what} is empty (shape {tuple(t.shape)}); probes need at least one row and one feature.")
+        part = "sample" if t.shape[0] == 0 else "feature"
+        raise DataError(f"{what} is empty: 0 {part}(s) (shape={tuple(t.shape)}) while a minimum of 1 is required; "
+                        "probes need at least one row and one feature.")
     if not bool(torch.isfinite(t.sum(dim=1)).all()):  # cheap pass: NaN/inf propagate into row sums
         bad = torch.nonzero(~torch.isfinite(t).all(dim=1))[:, 0]
         if bad.numel():  # (a row sum can also overflow while every value is finite)
@@ -84,9 +97,19 @@ def as_features(X: Any, what: str = "X") -> torch.Tensor:
 
 
 def _as_1d(y: Any, n: int, what: str) -> np.ndarray:
+    if y is None:
+        raise DataError(f"The probe requires y to be passed, but the target y is None; pass one {what} per row.")
     if isinstance(y, torch.Tensor):
         y = y.detach().cpu().numpy()
     arr = np.asarray(y)
+    if arr.ndim == 2 and arr.shape[1] == 1:  # a column vector, as scikit-learn accepts (with the same warning)
+        import warnings
+
+        from sklearn.exceptions import DataConversionWarning
+
+        warnings.warn(f"A column-vector y was passed when a 1d array was expected ({what} [n, 1] was "
+                      "flattened to [n]).", DataConversionWarning, stacklevel=3)
+        arr = arr.ravel()
     if arr.ndim != 1:
         raise DataError(f"{what} has shape {arr.shape}; expected one value per row (1-D).")
     if arr.shape[0] != n:
@@ -129,6 +152,8 @@ def as_values(y: Any, n: int, what: str = "y") -> np.ndarray:
         DataError: wrong length, non-numeric, NaN/inf, or constant.
     """
     arr = _as_1d(y, n, what)
+    if n < 2:
+        raise DataError(f"{what} has 1 sample (n_samples=1); a regression probe needs at least two rows.")
     try:
         arr = arr.astype(np.float64)
     except (TypeError, ValueError):
@@ -293,8 +318,9 @@ class Probe(abc.ABC):
         t = as_features(X)
         if t.shape[1] != self.d_:
             raise DataError(
-                f"X has {t.shape[1]} features but this probe was fitted on {self.d_} "
-                f"(hook {self.hook!r}); pass activations from the same hook."
+                f"X has {t.shape[1]} features, but {type(self).__name__} is expecting {self.d_} features as input "
+                f"({t.shape[1]} features but this probe was fitted on {self.d_}, from hook {self.hook!r}); pass "
+                "activations from the same hook."
             )
         return t
 

@@ -197,18 +197,16 @@ class LogisticProbe(Probe, ClassifierMixin, BaseEstimator):
         C: inverse L2 strength on the standardised weights (> 0).
         tol: gradient tolerance (as scikit-learn).
         max_iter: L-BFGS iterations.
-        hook, position, model: provenance recorded in saved files (not hyperparameters).
     """
 
     kind = "logistic"
     task = "classification"
     metric = "accuracy"
 
-    def __init__(self, C: float = 1.0, *, tol: float = 1e-4, max_iter: int = 1000, **provenance: Any) -> None:
+    def __init__(self, C: float = 1.0, *, tol: float = 1e-4, max_iter: int = 1000) -> None:
         self.C = C
         self.tol = tol
         self.max_iter = max_iter
-        self._provenance(**provenance)
 
     def _check_params(self) -> None:
         if not (np.isscalar(self.C) and float(self.C) > 0):

@@ -55,7 +55,6 @@ class MeanDiffProbe(Probe, ClassifierMixin, BaseEstimator):
     Args:
         iid: use ``pinv(Sigma) @ theta`` (Sigma: pooled within-class covariance).
         rcond: relative cut-off for the pseudo-inverse (iid only).
-        hook, position, model: provenance recorded in saved files.
     """
 
     kind = "meandiff"
@@ -63,10 +62,9 @@ class MeanDiffProbe(Probe, ClassifierMixin, BaseEstimator):
     metric = "accuracy"
     variants = {"meandiff": {}, "meandiff-iid": {"iid": True}}
 
-    def __init__(self, iid: bool = False, *, rcond: float = 1e-6, **provenance: Any) -> None:
+    def __init__(self, iid: bool = False, *, rcond: float = 1e-6) -> None:
         self.iid = iid
         self.rcond = rcond
-        self._provenance(**provenance)
 
     @property
     def name(self) -> str:
@@ -89,8 +87,8 @@ class MeanDiffProbe(Probe, ClassifierMixin, BaseEstimator):
         classes, idx = encode_labels(y, Xt.shape[0])
         if len(classes) != 2:
             raise DataError(
-                f"MeanDiffProbe needs exactly two classes, got {len(classes)} ({', '.join(map(str, classes[:5]))}); "
-                "use LogisticProbe for multiclass labels."
+                f"Only binary classification is supported. MeanDiffProbe needs exactly two classes, got "
+                f"{len(classes)} ({', '.join(map(str, classes[:5]))}); use LogisticProbe for multiclass labels."
             )
         Xc, x_mean = center(Xt)
         pos = torch.from_numpy(idx == 1).to(Xc.device)

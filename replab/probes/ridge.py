@@ -51,16 +51,14 @@ class RidgeProbe(Probe, RegressorMixin, BaseEstimator):
 
     Args:
         alpha: L2 strength (>= 0); ``None`` uses ``d_model`` (the activation width), as Gurnee & Tegmark.
-        hook, position, model: provenance recorded in saved files (not hyperparameters).
     """
 
     kind = "ridge"
     task = "regression"
     metric = "r2"
 
-    def __init__(self, alpha: float | None = None, **provenance: Any) -> None:
+    def __init__(self, alpha: float | None = None) -> None:
         self.alpha = alpha
-        self._provenance(**provenance)
 
     def _alpha(self, d: int) -> float:
         if self.alpha is None:
