@@ -189,3 +189,13 @@ def test_capture_directory_completeness_is_the_manifest_flag(tmp_path):
     assert run_status(root, run.info) == "partial"
     (root / shards.MANIFEST).write_text("{")
     assert run_status(root, run.info) == "corrupt"
+
+
+def test_a_bridge_and_a_store_satisfy_the_protocols(tiny_model, tmp_path):
+    import replab
+    from replab.protocols import ActivationSource, HookedModel
+
+    assert isinstance(tiny_model, HookedModel)
+    store = replab.capture(tiny_model, ["a b c", "d e"], "blocks.0.hook_resid_post", out=tmp_path / "s")
+    assert isinstance(store, ActivationSource) and not isinstance(store, HookedModel)
+    assert not isinstance(object(), ActivationSource)

@@ -21,6 +21,7 @@ from replab.identity import model_id, weights_hash
 from replab.models.positions import PositionFn, Positions
 from replab.models.sources import as_source
 from replab.runs import Run
+from replab.protocols import HookedModel
 
 
 def _columns(fb: ForwardBatch, values: dict[str, torch.Tensor], scales: dict[str, torch.Tensor],
@@ -125,7 +126,7 @@ def _rows_per_shard(shard_mb: float, dims: dict[str, int], dtype: str) -> int:
 
 
 def capture(
-    model,
+    model: HookedModel,
     source: PromptSet | TextCorpus | str | os.PathLike,
     hooks: str | list[str],
     *,

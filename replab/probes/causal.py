@@ -22,6 +22,7 @@ from replab.errors import DataError
 from replab.models.forward import run_batches
 from replab.models.interventions import ablate_direction, add_direction
 from replab.probes.base import Probe
+from replab.protocols import HookedModel
 
 POSITIVE_LABELS = ("positive", 1, True, "1", "true", "True")
 
@@ -36,7 +37,7 @@ def _direction_and_hooks(direction, hooks) -> tuple[np.ndarray, str | Sequence[s
     return np.asarray(direction, dtype=np.float32), hooks
 
 
-def ablate(model, direction, hooks: str | Sequence[str] | None = None, positions=None):
+def ablate(model: HookedModel, direction, hooks: str | Sequence[str] | None = None, positions=None):
     """Context manager projecting ``direction`` (unit-normed) out of ``hooks``: ``x - (x.d) d``.
 
     Args:
@@ -49,7 +50,7 @@ def ablate(model, direction, hooks: str | Sequence[str] | None = None, positions
     return ablate_direction(model, d, hooks, positions)
 
 
-def steer(model, direction, scale: float, hooks: str | Sequence[str] | None = None, positions=None):
+def steer(model: HookedModel, direction, scale: float, hooks: str | Sequence[str] | None = None, positions=None):
     """Context manager adding ``scale * direction`` (as given; a probe's direction is unit) at ``hooks``."""
     d, hooks = _direction_and_hooks(direction, hooks)
     return add_direction(model, d, scale, hooks, positions)
@@ -148,7 +149,7 @@ def _effects(model, prompts, interventions: Sequence[Callable[[], AbstractContex
     return out
 
 
-def causal_effect(model, prompts, intervention: Callable[[], AbstractContextManager], *,
+def causal_effect(model: HookedModel, prompts, intervention: Callable[[], AbstractContextManager], *,
                   answer_tokens: Sequence | None = None, class_answers: dict | None = None,
                   batch_size: int = 32, progress: bool = True) -> dict[str, Any]:
     """Behaviour with and without an intervention.
@@ -182,7 +183,7 @@ def random_directions(d: int, norm: float, n: int, seed: int = 0) -> np.ndarray:
     return (v / np.linalg.norm(v, axis=1, keepdims=True) * norm).astype(np.float32)
 
 
-def causal_check(model, prompts, direction, hooks: str | Sequence[str] | None = None, *, mode: str = "ablate",
+def causal_check(model: HookedModel, prompts, direction, hooks: str | Sequence[str] | None = None, *, mode: str = "ablate",
                  scale: float = 1.0, positions=None, n_random: int = 3, seed: int = 0,
                  answer_tokens: Sequence | None = None, class_answers: dict | None = None,
                  batch_size: int = 32, progress: bool = True) -> dict[str, Any]:
