@@ -1,4 +1,4 @@
-"""2 CPU processes (gloo, localhost) against one process: BatchTopK's global top-k under DDP, ``train_store_sae``
+"""2 CPU processes (gloo, localhost) against one process: BatchTopK (and its tie rule)'s global top-k under DDP, ``train_store_sae``
 with rank 0 as the only writer (also ``torchrun -m replab train-sae``), one SAE per hook spread over the ranks
 (``--distribute-hooks``) and probe sweeps with the hooks spread over the ranks, merged on rank 0."""
 
@@ -100,6 +100,17 @@ def test_batchtopk_ddp_selects_over_the_global_batch(two_ranks):
     # the EMA of the global cuts (saved as a JumpReLU threshold on every latent)
     torch.testing.assert_close(ddp.threshold, torch.full((32,), float(single.threshold)), rtol=1e-5, atol=1e-7)
     assert float(single.threshold) > 0
+
+
+def test_batchtopk_gives_ties_at_the_cut_to_the_earliest_entries():
+    from replab.saes import create
+
+    sae = create("batchtopk", 4, 3, k=2, seed=0)
+    pre = torch.tensor([[5.0, 1.0, 1.0], [1.0, -2.0, 1.0], [1.0, 0.5, 1.0]])  # a 5 and six tied 1s for 6 places
+    sel = sae.select(pre)
+    assert sel.nnz == 6  # k * batch: five of the six ties, the first five in row-major order
+    assert list(zip(sel.rows.tolist(), sel.cols.tolist())) == [(0, 0), (0, 1), (0, 2), (1, 0), (1, 2), (2, 0)]
+    assert float(sae.threshold) == pytest.approx(0.01 * 1.0)  # EMA of the smallest kept value
 
 
 def test_train_store_sae_ddp_writes_one_run_equal_to_one_process(store, two_ranks, tmp_path):

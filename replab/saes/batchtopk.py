@@ -66,14 +66,15 @@ class BatchTopKSAE(ThresholdActivation, TopKSAE):
         candidates = distributed.all_gather_cat(flat.topk(min(flat.numel(), want), sorted=False).values)
         kept = candidates.topk(min(candidates.numel(), want), sorted=False).values
         self._update_threshold(kept)
-        cut = kept.min()
+        cut = kept.min() if kept.numel() else flat.new_tensor(float("inf"))  # k * batch rounds to 0: keep none
         if cut <= 0:
             return Selection.from_flat((flat > 0).nonzero().squeeze(1), tuple(pre.shape))
         above = (flat > cut).nonzero().squeeze(1)
         ties = (flat == cut).nonzero().squeeze(1)
         need = want - int(distributed.all_reduce_sum(torch.tensor(above.numel(), device=pre.device)))
-        before = int(distributed.all_gather_cat(torch.tensor([ties.numel()], device=pre.device))[: distributed.rank()].sum())
-        return Selection.from_flat(torch.cat([above, ties[: max(0, min(ties.numel(), need - before))]]), tuple(pre.shape))
+        tie_counts = distributed.all_gather_cat(torch.tensor([ties.numel()], device=pre.device))
+        take = need - int(tie_counts[: distributed.rank()].sum())  # the ties of earlier ranks come first
+        return Selection.from_flat(torch.cat([above, ties[: max(0, take)]]), tuple(pre.shape))
 
     @torch.no_grad()
     def _update_threshold(self, kept: torch.Tensor) -> None:

@@ -112,7 +112,11 @@ def run(args: argparse.Namespace) -> int:
         hooks = None if args.hooks is None else [h.strip() for h in args.hooks.split(",") if h.strip()]
         runs = {h: (out / h, r) for h, r in train_store_saes(store, hooks, out=out, **settings).items()}
     else:
+        from replab import distributed
+
         runs = {args.hook: (out, train_store_sae(store, out=out, hook=args.hook, **settings))}
+        if not distributed.is_main():  # DDP: rank 0 reports the one run
+            return 0
     shown = ("fvu", "l0", "dead_fraction", "ce_recovered", "kl_with_sae")
     for path, run_dir in runs.values():
         metrics = run_dir.info["metrics"]
