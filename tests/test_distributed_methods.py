@@ -1,5 +1,5 @@
-"""2 CPU processes (gloo, localhost) against one process: BatchTopK (and its tie rule)'s global top-k under DDP, ``train_store_sae``
-with rank 0 as the only writer (also ``torchrun -m replab train-sae``), one SAE per hook spread over the ranks
+"""2 CPU processes (gloo, localhost) against one process: BatchTopK's global top-k under DDP (and its tie rule),
+``train_store_sae`` with rank 0 as the only writer (also ``torchrun -m replab train-sae``), one SAE per hook spread over the ranks
 (``--distribute-hooks``) and probe sweeps with the hooks spread over the ranks, merged on rank 0."""
 
 from __future__ import annotations
