@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -20,10 +21,25 @@ class DistributedError(ReplabError):
     """Ranks disagree (different settings) or the process group is not usable."""
 
 
+_LOCAL = 0  # > 0 inside ``local()``: this process works alone although a process group exists
+
+
 def _dist():
     import torch.distributed as dist
 
-    return dist if dist.is_available() and dist.is_initialized() else None
+    return dist if not _LOCAL and dist.is_available() and dist.is_initialized() else None
+
+
+@contextmanager
+def local() -> Iterator[None]:
+    """Inside this block the process acts as a world of one (rank 0), e.g. to train its own SAE of a
+    ``--distribute-hooks`` run while the process group stays initialised for the barrier after it."""
+    global _LOCAL
+    _LOCAL += 1
+    try:
+        yield
+    finally:
+        _LOCAL -= 1
 
 
 def world_size() -> int:
@@ -62,8 +78,8 @@ def init_from_env() -> bool:
 
 
 def default_device() -> str | None:
-    """``cuda:LOCAL_RANK`` under a multi-process launch with GPUs, else None (the caller's default)."""
-    if world_size() > 1 and torch.cuda.is_available():
+    """``cuda:LOCAL_RANK`` under a multi-process launch (``WORLD_SIZE`` > 1) with GPUs, else None (the caller's default)."""
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and torch.cuda.is_available():
         return f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
     return None
 
@@ -93,7 +109,7 @@ def barrier() -> None:
 
 
 def gather_objects(obj: Any) -> list[Any]:
-    """Every rank's ``obj`` (JSON-like), in rank order, on every rank (``[obj]`` in one process)."""
+    """Every rank's ``obj`` (picklable; sent in memory, never written), in rank order, on every rank (``[obj]`` in one process)."""
     d = _dist()
     if not d:
         return [obj]
@@ -118,6 +134,28 @@ def all_reduce_sum(x: torch.Tensor) -> torch.Tensor:
     if d:
         d.all_reduce(x, op=d.ReduceOp.SUM)
     return x
+
+
+def all_gather_cat(x: torch.Tensor) -> torch.Tensor:
+    """Every rank's ``x`` ``[n_r, ...]`` concatenated along dim 0 in rank order (``n_r`` may differ; ``x`` in one process)."""
+    d = _dist()
+    if not d:
+        return x
+    n = torch.tensor([x.shape[0]], device=x.device)
+    sizes = [torch.zeros_like(n) for _ in range(d.get_world_size())]
+    d.all_gather(sizes, n)
+    longest = int(max(sizes))
+    padded = x.new_zeros((longest, *x.shape[1:]))
+    padded[: x.shape[0]] = x
+    parts = [torch.empty_like(padded) for _ in sizes]
+    d.all_gather(parts, padded)
+    return torch.cat([p[: int(s)] for p, s in zip(parts, sizes)])
+
+
+def mine(items: list[Any]) -> list[Any]:
+    """This rank's contiguous share of ``items`` (``partition``; all of them in one process)."""
+    lo, hi = partition(len(items), world_size(), rank())
+    return items[lo:hi]
 
 
 def check_same(settings: Mapping[str, Any], what: str) -> None:

@@ -34,22 +34,19 @@ def store(tiny_model, tmp_path_factory):
 
 
 class CountingStore:
-    """Wraps a store to record how its rows are read: through ``iter_batches`` or by indexing ``store[hook]``."""
+    """Wraps a store to record how its rows are read: by indexing ``store[hook]`` (``reads``: each index
+    array) or whole (``whole_reads``)."""
 
     def __init__(self, store):
         self._store = store
-        self.batch_calls: list[tuple] = []
-        self.rows_indexed = 0
+        self.reads: list[np.ndarray] = []
+        self.whole_reads = 0
 
     def __getattr__(self, name):
         return getattr(self._store, name)
 
     def __len__(self):
         return len(self._store)
-
-    def iter_batches(self, hook, batch_size, shuffle=True, seed=0):
-        self.batch_calls.append((hook, batch_size, shuffle, seed))
-        return self._store.iter_batches(hook, batch_size, shuffle=shuffle, seed=seed)
 
     def __getitem__(self, hook):
         outer, array = self, self._store[hook]
@@ -59,11 +56,12 @@ class CountingStore:
 
             def __getitem__(self, idx):
                 block = np.asarray(array[idx])
-                outer.rows_indexed += block.shape[0]
+                if isinstance(idx, np.ndarray):
+                    outer.reads.append(idx.copy())
                 return block
 
             def __array__(self, dtype=None, copy=None):
-                outer.rows_indexed += array.shape[0]
+                outer.whole_reads += 1
                 return np.asarray(array, dtype=dtype)
 
         return _Array()
@@ -75,10 +73,14 @@ def test_training_streams_shuffled_batches_from_the_store(store):
     n = len(store)
     steps = 2 * -(-n // 100) + 3  # into the third epoch
     result = train(sae, counting, hook=HOOK, batch_size=100, steps=steps, progress=False, log_every=steps)
-    assert counting.rows_indexed == 0  # nothing read outside iter_batches, so never the whole store
-    init, *epochs = counting.batch_calls  # one call samples rows for the scale and b_dec, then one per epoch
-    assert init[0] == HOOK and init[2]
-    assert epochs == [(HOOK, 100, True, 0), (HOOK, 100, True, 1), (HOOK, 100, True, 2)]
+    assert counting.whole_reads == 0  # batches of rows, never the whole store
+    init, *batches = counting.reads  # one read samples rows for the scale and b_dec, then one per batch
+    np.testing.assert_array_equal(init, np.random.default_rng(0).permutation(n))  # init_rows > n: every row
+    per_epoch = -(-n // 100)
+    assert len(batches) == 2 * per_epoch + 3 and all(len(b) <= 100 for b in batches)
+    for epoch, lo in enumerate(range(0, len(batches), per_epoch)):  # epoch e: the store's order with seed e
+        got = np.concatenate(batches[lo: lo + per_epoch])
+        np.testing.assert_array_equal(got, np.random.default_rng(epoch).permutation(n)[: len(got)])
     assert result.metrics["tokens"] == 2 * n + 3 * 100
     assert sae.cfg.metadata["hook_name"] == HOOK and sae.cfg.metadata["model_name"] == store.manifest["model"]
     assert sae.cfg.metadata["hook_layer"] == 1

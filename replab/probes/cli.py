@@ -48,6 +48,10 @@ def run_cli(args: argparse.Namespace) -> None:
         answer_tokens=answers,
         n_random=args.n_random, seed=args.seed, device=args.device, layers_per_batch=args.layers_per_batch,
     )
+    from replab import distributed
+
+    if not distributed.is_main():  # under torchrun rank 0 reports the merged run
+        return
     m = run.info["metrics"]
     sel = f", selectivity {m['best_selectivity']:.3f}" if m.get("best_selectivity") is not None else ""
     print(f"best: {m['best_hook']} {m['best_probe']} {m['metric']} {m['best_mean']:.3f}{sel}")

@@ -64,6 +64,32 @@ def store_model(store):
     return model
 
 
+def _sweep(store, hooks, **settings):
+    """``sweep`` in one process; under ``torchrun`` the hooks are spread over the ranks (contiguous shares)
+    and every rank gets the merged result, rows in the one-process order. Each hook's numbers depend only
+    on that hook and the seeded folds and control labels, so the merge equals the one-process sweep."""
+    import pandas as pd
+
+    from replab import distributed
+    from replab.probes.figures import probe_figures
+    from replab.probes.sweep import SweepResult, _as_data, _select_hooks, sweep
+
+    if distributed.world_size() == 1:
+        return sweep(store, hooks=hooks, **settings)
+    every = _select_hooks(_as_data(store).hooks, hooks)
+    if distributed.world_size() > len(every):
+        raise DataError(f"A probe sweep over {len(every)} hooks cannot use {distributed.world_size()} ranks; "
+                        "launch at most one process per hook.")
+    mine = distributed.mine(every)
+    parts = distributed.gather_objects(sweep(store, hooks=mine, **settings))  # in memory between ranks, never written
+    table = pd.concat([p.table for p in parts], ignore_index=True)
+    mdl = None if parts[0].mdl is None else pd.concat([p.mdl for p in parts], ignore_index=True)
+    return SweepResult(table=table, figures=probe_figures(table, mdl),
+                       probes={h: q for p in parts for h, q in p.probes.items()},
+                       fitted={k: q for p in parts for k, q in p.fitted.items()}, mdl=mdl,
+                       config={**parts[0].config, "hooks": every, "world_size": distributed.world_size()})
+
+
 def probe_store(store, out, *, probes=("logistic",), target=None, hooks=None, cv: int = 5, groups=None,
                 control: bool = True, shuffled: bool = True, control_by=None, mdl: bool = False,
                 causal: bool = False, causal_probe: str | None = None, answer_tokens=None, n_random: int = 3,
@@ -77,6 +103,10 @@ def probe_store(store, out, *, probes=("logistic",), target=None, hooks=None, cv
     picks the probe type whose direction is ablated, at that type's best hook. Ties in the
     metric (several layers at accuracy 1.0) are broken by selectivity, then depth order.
 
+    Under ``torchrun`` every rank makes this call: the hooks are spread over the ranks, the results
+    gathered on rank 0, which alone writes the run directory (and runs the causal check); the other
+    ranks wait for it and return the finished run.
+
     Returns:
         The finished ``replab.runs.Run``.
     """
@@ -84,22 +114,28 @@ def probe_store(store, out, *, probes=("logistic",), target=None, hooks=None, cv
 
     from replab.probes.causal import causal_check
     from replab.probes.io import probe_files
-    from replab.probes.sweep import make_probe, sweep, top_row
+    from replab import distributed
+    from replab.probes.sweep import make_probe, top_row
     from replab.runs import Run
 
     probe_objs = [make_probe(p) for p in probes]
     if target is None:
         target = "target" if probe_objs[0].task == "regression" else "label"
-    if causal and model is None:
+    if causal and model is None and distributed.is_main():
         model = store_model(store)
+    sweep_settings = dict(probes=probe_objs, target=target, cv=cv, groups=groups, control=control, shuffled=shuffled,
+                          control_by=control_by, mdl=mdl, seed=seed, device=device,
+                          layers_per_batch=layers_per_batch, progress=distributed.is_main())
     settings = {"store": str(getattr(store, "path", "")), "probes": [p.name for p in probe_objs], "target": target,
                 "hooks": hooks, "cv": cv, "groups": groups, "control": control, "shuffled": shuffled,
                 "control_by": control_by, "mdl": mdl, "causal": causal, "seed": seed}
+    if not distributed.is_main():
+        _sweep(store, hooks, **sweep_settings)
+        distributed.barrier()  # rank 0 has written the run directory
+        return Run.open(out)
     run = Run.create(out, "probe", settings, model=model)
     with run.timer("sweep"):
-        res = sweep(store, hooks=hooks, probes=probe_objs, target=target, cv=cv, groups=groups, control=control,
-                    shuffled=shuffled, control_by=control_by, mdl=mdl, seed=seed, device=device,
-                    layers_per_batch=layers_per_batch)
+        res = _sweep(store, hooks, **sweep_settings)
     run.info["config"]["sweep"] = res.config
     run.write_table("results", res.table)
     for name, fig in res.figures.items():
@@ -140,4 +176,6 @@ def probe_store(store, out, *, probes=("logistic",), target=None, hooks=None, cv
         d, r = result["direction"]["delta"], result["random_mean_delta"]
         metrics.update({f"causal_{k}": v for k, v in d.items() if isinstance(v, float)})
         metrics.update({f"causal_random_{k}": v for k, v in r.items()})
-    return run.finish(metrics)
+    run.finish(metrics)
+    distributed.barrier()
+    return run

@@ -13,6 +13,7 @@ from typing import Any
 
 import torch
 
+from replab import distributed
 from replab.errors import DataError
 from replab.saes.base import SAEConfig
 from replab.saes.jumprelu import ThresholdActivation
@@ -51,11 +52,29 @@ class BatchTopKSAE(ThresholdActivation, TopKSAE):
         self.register_buffer("threshold", torch.zeros((), dtype=torch.float64))
 
     def select(self, pre: torch.Tensor) -> Selection:
-        """The ``k * batch`` largest ReLU'd pre-activations of the batch; updates the threshold EMA."""
+        """The ``k * batch`` largest ReLU'd pre-activations of the batch; updates the threshold EMA.
+
+        Ties at the cut go to the earliest entries in row-major order, so the choice is determined
+        (``topk`` alone picks tied entries arbitrarily; identical rows, e.g. every context's first
+        token, tie). Under DDP the batch is the global one: each rank sends its ``k * global batch``
+        largest values (the most it can contribute), the ``k * global batch``-th largest of them all is
+        the cut, and ties are handed out in rank order (rank slices are consecutive rows), so the ranks
+        together keep exactly what one process keeps. Zeros are never kept: they add nothing.
+        """
         flat = pre.relu().flatten()
-        values, indices = flat.topk(min(flat.numel(), round(self.cfg.k * pre.shape[0])), sorted=False)
-        self._update_threshold(values)
-        return Selection.from_flat(indices, tuple(pre.shape))
+        want = round(self.cfg.k * int(distributed.all_reduce_sum(torch.tensor(pre.shape[0], device=pre.device))))
+        candidates = distributed.all_gather_cat(flat.topk(min(flat.numel(), want), sorted=False).values)
+        kept = candidates.topk(min(candidates.numel(), want), sorted=False).values
+        self._update_threshold(kept)
+        cut = kept.min() if kept.numel() else flat.new_tensor(float("inf"))  # k * batch rounds to 0: keep none
+        if cut <= 0:
+            return Selection.from_flat((flat > 0).nonzero().squeeze(1), tuple(pre.shape))
+        above = (flat > cut).nonzero().squeeze(1)
+        ties = (flat == cut).nonzero().squeeze(1)
+        need = want - int(distributed.all_reduce_sum(torch.tensor(above.numel(), device=pre.device)))
+        tie_counts = distributed.all_gather_cat(torch.tensor([ties.numel()], device=pre.device))
+        take = need - int(tie_counts[: distributed.rank()].sum())  # the ties of earlier ranks come first
+        return Selection.from_flat(torch.cat([above, ties[: max(0, take)]]), tuple(pre.shape))
 
     @torch.no_grad()
     def _update_threshold(self, kept: torch.Tensor) -> None:

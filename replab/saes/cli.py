@@ -29,6 +29,10 @@ def register(subparsers) -> None:
     )
     p.add_argument("--store", required=True, help="activation store directory (from `replab capture`)")
     p.add_argument("--hook", help="hook to train on (optional if the store holds one hook)")
+    p.add_argument("--distribute-hooks", action="store_true",
+                   help="one SAE per hook (--hooks, default every hook of the store), hooks spread over the torchrun "
+                   "ranks; run directories <out>/<hook>")
+    p.add_argument("--hooks", help="comma list of hooks for --distribute-hooks (default: all)")
     p.add_argument("--arch", default="topk", choices=architectures(), help="SAE architecture (default topk)")
     p.add_argument("--d-sae", type=int, required=True, help="number of latents")
     p.add_argument("--out", help="run directory (default: <store parent>/sae-<arch>)")
@@ -93,22 +97,31 @@ def _load_model(args: argparse.Namespace, store):
 def run(args: argparse.Namespace) -> int:
     """Execute ``train-sae``; returns the exit code."""
     from replab.activations import ActivationStore
-    from replab.saes.runkind import train_store_sae
+    from replab.saes.runkind import train_store_sae, train_store_saes
 
     store = ActivationStore.open(args.store)
     model = _load_model(args, store)
     out = Path(args.out) if args.out else Path(store.path).parent / f"sae-{args.arch}"
     config = {"command": "train-sae", **{k: v for k, v in vars(args).items() if k != "func"}}
-    run_dir = train_store_sae(
-        store, architecture=args.arch, d_sae=args.d_sae, out=out, hook=args.hook, model=model,
-        arch_config=_arch_config(args), run_config=config, steps=args.steps, tokens=args.tokens, lr=args.lr,
-        batch_size=args.batch_size, seed=args.seed, normalize=not args.no_normalize,
-        checkpoint_every=args.checkpoint_every, resume=args.resume, device=args.device,
-        eval_prompts=args.eval_prompts, top_n=args.top_n)
-    metrics = run_dir.info["metrics"]
+    settings = dict(
+        architecture=args.arch, d_sae=args.d_sae, model=model, arch_config=_arch_config(args), run_config=config,
+        steps=args.steps, tokens=args.tokens, lr=args.lr, batch_size=args.batch_size, seed=args.seed,
+        normalize=not args.no_normalize, checkpoint_every=args.checkpoint_every, resume=args.resume,
+        device=args.device, eval_prompts=args.eval_prompts, top_n=args.top_n)
+    if args.distribute_hooks:
+        hooks = None if args.hooks is None else [h.strip() for h in args.hooks.split(",") if h.strip()]
+        runs = {h: (out / h, r) for h, r in train_store_saes(store, hooks, out=out, **settings).items()}
+    else:
+        from replab import distributed
+
+        runs = {args.hook: (out, train_store_sae(store, out=out, hook=args.hook, **settings))}
+        if not distributed.is_main():  # DDP: rank 0 reports the one run
+            return 0
     shown = ("fvu", "l0", "dead_fraction", "ce_recovered", "kl_with_sae")
-    print(f"SAE ({args.arch}, d_sae={args.d_sae}) written to {out}")
-    print("  " + "  ".join(f"{k}={metrics[k]:.4g}" for k in shown if k in metrics))
+    for path, run_dir in runs.values():
+        metrics = run_dir.info["metrics"]
+        print(f"SAE ({args.arch}, d_sae={args.d_sae}) written to {path}")
+        print("  " + "  ".join(f"{k}={metrics[k]:.4g}" for k in shown if k in metrics))
     if model is not None and "ce_clean" not in metrics:
         print("  (no CE metrics: the store has neither 'text' metadata nor every position of its contexts)")
     return 0

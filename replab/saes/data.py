@@ -78,15 +78,29 @@ class Rows:
         except StoreError:
             return None
 
-    def shuffled(self, batch_size: int, seed: int) -> Iterator[torch.Tensor]:
-        """One epoch of float32 ``[b, d]`` batches in an order fixed by ``seed``."""
+    def _order(self, seed: int) -> np.ndarray:
+        """The row permutation of an epoch fixed by ``seed`` (the store's ``iter_batches`` order for stores)."""
         if self.tensor is not None:
-            order = torch.randperm(self.n, generator=torch.Generator().manual_seed(seed))
-            for i in range(0, self.n, batch_size):
-                yield self.tensor[order[i : i + batch_size]]
-        else:
-            for batch in self.store.iter_batches(self.hook, batch_size, shuffle=True, seed=seed):
-                yield _finite(torch.as_tensor(batch, dtype=torch.float32), f"Store {self.hook!r} batch")
+            return torch.randperm(self.n, generator=torch.Generator().manual_seed(seed)).numpy()
+        return np.random.default_rng(seed).permutation(self.n)
+
+    def _read(self, indices: np.ndarray) -> torch.Tensor:
+        """float32 ``[len(indices), d]`` rows in the given order."""
+        if self.tensor is not None:
+            return self.tensor[torch.from_numpy(np.asarray(indices, dtype=np.int64))]
+        block = np.asarray(self.store[self.hook][np.asarray(indices, dtype=np.int64)], dtype=np.float32)
+        return _finite(torch.from_numpy(block.reshape(len(indices), -1)), f"Store {self.hook!r} batch")
+
+    def shuffled(self, batch_size: int, seed: int, part: tuple[int, int] = (0, 1)) -> Iterator[tuple[int, torch.Tensor]]:
+        """One epoch of ``(global_rows, float32 [b, d])`` batches in an order fixed by ``seed``.
+
+        With ``part=(r, parts)`` only slice ``r`` of each global batch is read (``np.array_split``, the
+        split of ``torch.tensor_split``): a DDP rank reads its rows, never the whole batch.
+        """
+        order = self._order(seed)
+        for lo in range(0, self.n, batch_size):
+            batch = order[lo: lo + batch_size]
+            yield len(batch), self._read(np.array_split(batch, part[1])[part[0]])
 
     def chunks(self, batch_size: int, limit: int | None = None) -> Iterator[tuple[int, torch.Tensor]]:
         """``(first_row, float32 [b, d])`` in row order, over the first ``limit`` rows (all by default)."""
@@ -101,20 +115,12 @@ class Rows:
 
     def take(self, indices: np.ndarray) -> torch.Tensor:
         """float32 ``[len(indices), d]`` for sorted, unique row indices."""
-        if self.tensor is not None:
-            return self.tensor[torch.as_tensor(indices, dtype=torch.long)]
-        block = np.asarray(self.store[self.hook][np.asarray(indices, dtype=np.int64)], dtype=np.float32)
-        return _finite(torch.from_numpy(block.reshape(len(indices), -1)), f"Store {self.hook!r} rows")
+        return self._read(indices)
 
-    def sample(self, n_rows: int, seed: int) -> torch.Tensor:
-        """Up to ``n_rows`` random rows (float32), e.g. to initialise ``b_dec``."""
-        parts, total = [], 0
-        for batch in self.shuffled(min(n_rows, 65536), seed):
-            parts.append(batch)
-            total += batch.shape[0]
-            if total >= n_rows:
-                break
-        return torch.cat(parts)[:n_rows]
+    def sample(self, n_rows: int, seed: int, part: tuple[int, int] = (0, 1)) -> torch.Tensor:
+        """Up to ``n_rows`` random rows (float32), e.g. to initialise ``b_dec``; with ``part``, slice
+        ``part[0]`` of ``part[1]`` of them (the parts of all ranks make up the one-process sample)."""
+        return self._read(np.array_split(self._order(seed)[:n_rows], part[1])[part[0]])
 
 
 def rows(data: Any, hook: str | None = None, d_in: int | None = None) -> Rows:

@@ -4,7 +4,7 @@ directory (``train_store_sae``: CLI, demo, studies)."""
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from replab.runs import Run, RunKind, metric_summary
@@ -28,7 +28,12 @@ def train_store_sae(store, *, architecture: str, d_sae: int, out: str | os.PathL
     """Train an SAE on ``store[hook]``, evaluate it (CE metrics when ``model`` is given and the
     store holds texts or whole contexts) and write its feature analysis; returns the finished run
     (kind ``"sae"``: SAELens-format weights, training log, metrics, ``features/``).
+
+    Under ``torchrun`` (an initialised process group) every rank makes this call: training is DDP
+    (each rank reads its slice of every global batch of ``batch_size`` rows), rank 0 alone writes the
+    run directory, evaluates and analyses; the other ranks wait for it and return the finished run.
     """
+    from replab import distributed
     from replab.saes import analyze_features, create, evaluate, train
     from replab.saes.data import rows
     from replab.saes.evaluate import has_own_prompts
@@ -38,15 +43,61 @@ def train_store_sae(store, *, architecture: str, d_sae: int, out: str | os.PathL
     config = dict(run_config) if run_config is not None else {
         "store": str(store.path), "hook": source.hook, "arch": architecture, "d_sae": d_sae, "steps": steps,
         "tokens": tokens, "lr": lr, "batch_size": batch_size, "seed": seed, **dict(arch_config or {})}
+    device = device or distributed.default_device()
+    settings = dict(hook=source.hook, batch_size=batch_size, steps=steps, tokens=tokens, lr=lr, resume=resume,
+                    seed=seed, normalize=normalize, checkpoint_every=checkpoint_every, device=device)
+    if not distributed.is_main():
+        train(sae, store, out=out, progress=False, **settings)  # writes nothing; reads checkpoints to resume
+        distributed.barrier()  # rank 0 has finished the run directory
+        return Run.open(out)
     run = Run.create(out, "sae", config, model=model)
+    if distributed.world_size() > 1:
+        run.info["config"]["world_size"] = distributed.world_size()
     with run.timer("train"):
-        result = train(sae, store, hook=source.hook, batch_size=batch_size, steps=steps, tokens=tokens, lr=lr,
-                       out=run, resume=resume, seed=seed, normalize=normalize, checkpoint_every=checkpoint_every,
-                       device=device)
+        result = train(sae, store, out=run, **settings)
     with run.timer("evaluate"):
         metrics = evaluate(result.sae, store, hook=source.hook, model=model if has_own_prompts(source) else None,
                            max_prompts=eval_prompts)
     run.log_metrics(metrics)
     with run.timer("features"):
         analyze_features(result.sae, store, hook=source.hook, model=model, out=run, top_n=top_n)
-    return run.finish()
+    run.finish()
+    distributed.barrier()
+    return run
+
+
+def train_store_saes(store, hooks: Sequence[str] | None, *, out: str | os.PathLike,
+                     run_config: Mapping[str, Any] | None = None, **settings: Any) -> dict[str, Run]:
+    """One SAE per hook (sparsify's ``--distribute_modules``): the hooks are spread over the ranks
+    (contiguous shares, ``replab.distributed.mine``), each rank trains its hooks alone into
+    ``<out>/<hook>`` (a run directory like ``train_store_sae``'s), then all ranks wait for each other.
+
+    Args:
+        store: the ActivationStore.
+        hooks: the hooks to train on (default: every hook of the store).
+        out: parent directory of the per-hook run directories.
+        run_config: settings recorded in each run (``hook`` is set per run).
+        **settings: ``train_store_sae`` keywords (architecture, d_sae, steps, ...).
+
+    Returns:
+        hook -> finished run, for this rank's hooks (every hook in one process).
+    """
+    from replab import distributed
+    from replab.errors import DataError
+
+    every = list(hooks) if hooks else list(store.hooks)
+    missing = [h for h in every if h not in store.hooks]
+    if missing:
+        raise DataError(f"Hooks {missing} are not in store {store.path}; it holds {list(store.hooks)}.")
+    if distributed.world_size() > len(every):
+        raise DataError(f"--distribute-hooks needs at least as many hooks ({len(every)}) as ranks "
+                        f"({distributed.world_size()}); launch fewer processes or train one SAE with DDP.")
+    shared = {k: v for k, v in settings.items() if k not in ("model", "device")}
+    distributed.check_same({"hooks": every, "settings": shared, "out": str(out)}, "SAE training per hook")
+    runs = {}
+    for hook in distributed.mine(every):
+        config = None if run_config is None else {**run_config, "hook": hook}
+        with distributed.local():
+            runs[hook] = train_store_sae(store, hook=hook, out=os.path.join(out, hook), run_config=config, **settings)
+    distributed.barrier()
+    return runs

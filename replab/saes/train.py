@@ -125,16 +125,26 @@ class TrainResult:
 
 
 def geometric_median(x: torch.Tensor, iters: int = 100, tol: float = 1e-6) -> torch.Tensor:
-    """Weiszfeld's algorithm: the point minimising the summed Euclidean distance to the rows of ``x`` [n, d]."""
+    """Weiszfeld's algorithm: the point minimising the summed Euclidean distance to the rows of ``x`` [n, d].
+
+    Inside a process group the rows are every rank's ``x`` together (the sums are all-reduced),
+    so DDP ranks holding slices of one sample get the median of the whole sample.
+    """
     x = x.double()
-    point = x.mean(0)
+    n = _global_sum(x.new_tensor(float(x.shape[0])))
+    point = _global_sum(x.sum(0)) / n
     for _ in range(iters):
         weights = 1.0 / (x - point).norm(dim=-1).clamp_min(1e-12)
-        new = (weights[:, None] * x).sum(0) / weights.sum()
+        new = _global_sum((weights[:, None] * x).sum(0)) / _global_sum(weights.sum())
         if (new - point).norm() <= tol * max(1.0, float(point.norm())):
             return new.float()
         point = new
     return point.float()
+
+
+def _global_sum(x: torch.Tensor) -> torch.Tensor:
+    """``x`` summed over the ranks (a fresh tensor; ``x`` itself in one process)."""
+    return distributed.all_reduce_sum(x.clone()) if distributed.world_size() > 1 else x
 
 
 def _checkpoint_dirs(out: Path) -> list[Path]:
@@ -185,12 +195,13 @@ def _load_checkpoint(out: Path, sae: SAE, opt, device) -> tuple[dict[str, Any], 
     return state, dead
 
 
-def _batches(data: Rows, batch_size: int, seed: int, epoch: int, skip: int) -> Iterator[tuple[int, int, torch.Tensor]]:
-    """Endless ``(epoch, index_in_epoch, batch)``; epoch ``e`` is shuffled with seed ``seed + e``."""
+def _batches(data: Rows, batch_size: int, seed: int, epoch: int, skip: int,
+             part: tuple[int, int]) -> Iterator[tuple[int, int, int, torch.Tensor]]:
+    """Endless ``(epoch, index_in_epoch, global_rows, this rank's slice)``; epoch ``e`` is shuffled with seed ``seed + e``."""
     while True:
-        for i, batch in enumerate(data.shuffled(batch_size, seed + epoch)):
+        for i, (n_global, batch) in enumerate(data.shuffled(batch_size, seed + epoch, part)):
             if i >= skip:
-                yield epoch, i, batch
+                yield epoch, i, n_global, batch
         epoch, skip = epoch + 1, 0
 
 
@@ -212,20 +223,25 @@ def _with_metadata(sae: SAE, data: Rows) -> None:
 
 
 @torch.no_grad()
-def _initialise(sae: SAE, data: Rows, cfg: TrainConfig, device) -> float:
+def _initialise(sae: SAE, data: Rows, cfg: TrainConfig, device, part: tuple[int, int]) -> float:
     """Set the input scale (from the store's recorded mean norm, else a sample's) and ``b_dec``; returns the
-    scale (1.0 without normalisation)."""
-    sample = data.sample(cfg.init_rows, cfg.seed).to(device)
+    scale (1.0 without normalisation).
+
+    Each rank reads its ``part`` of the one seeded sample; norms, sums and the geometric median's
+    sums are reduced across ranks, so every rank gets the one-process scale and ``b_dec``.
+    """
+    sample = data.sample(cfg.init_rows, cfg.seed, part).to(device)
+    count = _global_sum(torch.tensor(float(sample.shape[0]), dtype=torch.float64, device=device))
     scale = 1.0
     if cfg.normalize:
-        recorded = data.recorded_mean_norm()
-        mean_norm = float(sample.norm(dim=-1).mean()) if recorded is None else recorded
+        recorded = data.recorded_mean_norm()  # every row, recorded at capture: no rescan, the same on every rank
+        mean_norm = float(_global_sum(sample.norm(dim=-1).double().sum()) / count) if recorded is None else recorded
         if mean_norm == 0:
             raise DataError("Every sampled activation row is zero; check the hook and the capture.")
         scale = math.sqrt(sae.d_in) / mean_norm
     sample = sample * scale
     if cfg.b_dec_init == "mean":
-        sae.b_dec.copy_(sample.mean(0))
+        sae.b_dec.copy_(_global_sum(sample.double().sum(0)) / count)
     elif cfg.b_dec_init == "geometric_median":
         sae.b_dec.copy_(geometric_median(sample))
     return scale
@@ -273,7 +289,7 @@ def train(
         raise DataError(f"Unknown training setting ({exc}); known settings: {known}.") from None
     source = rows(data, hook, sae.d_in)
     world, me = distributed.world_size(), distributed.rank()
-    if world > 1:  # DDP: every rank reads the same global batch order and trains on its slice of each batch
+    if world > 1:  # DDP: every rank follows the same global batch order and reads and trains on its slice of each batch
         shared = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in ("device", "progress")}
         distributed.check_same({"train": shared, "sae": sae.cfg.to_dict(), "data": source.describe()}, "SAE training")
     device = torch.device(cfg.device) if cfg.device else sae.W_dec.device
@@ -301,19 +317,18 @@ def train(
         step, seen, scale, history = state["step"], state["tokens"], state["scale"], state["history"]
         epoch, skip = state["epoch"], state["batch_in_epoch"] + 1
     else:
-        scale = _initialise(sae, source, cfg, device)
+        scale = _initialise(sae, source, cfg, device, (me, world))
         step, seen, history, epoch, skip = 0, 0, [], 0, 0
         tokens_since_fired = torch.zeros(sae.d_sae, dtype=torch.long, device=device)
 
-    batches = _batches(source, cfg.batch_size, cfg.seed, epoch, skip)
+    batches = _batches(source, cfg.batch_size, cfg.seed, epoch, skip, (me, world))
     bar = tqdm(total=total * cfg.batch_size, initial=min(seen, total * cfg.batch_size), unit="tok",
                unit_scale=True, desc=f"train {sae.architecture}", disable=not cfg.progress)
     t0, seen0, position = time.perf_counter(), seen, (epoch, skip - 1)
     while step < total:
-        epoch_i, batch_i, x = next(batches)
+        epoch_i, batch_i, n_global, x = next(batches)
         position = (epoch_i, batch_i)
-        n_global = x.shape[0]
-        x = torch.tensor_split(x, world)[me].to(device) * scale
+        x = x.to(device) * scale
         for group in opt.param_groups:
             group["lr"] = base_lr * cfg.lr_factor(step, total)
         ctx = TrainContext(step=step, total_steps=total, dead_mask=tokens_since_fired >= cfg.dead_after_tokens)
@@ -378,15 +393,24 @@ def _optimiser_step(sae: SAE, opt: torch.optim.Optimizer, x: torch.Tensor, ctx: 
 
 @torch.no_grad()
 def _log_entry(step, seen, output, x, opt, tokens_since_fired, cfg: TrainConfig, new_tokens, t0) -> dict[str, float]:
-    err = (output.x_hat - x).pow(2).sum()
-    var = (x - x.mean(0)).pow(2).sum().clamp_min(1e-12)
+    """One training-log row over the global batch: per-row means and FVU from sums reduced across ranks."""
+    n = x.shape[0]
+    names = list(output.terms)
+    x64 = x.double()
+    local = torch.cat([torch.stack([output.terms[k].double() * n for k in names]
+                                   + [output.l0.double() * n, (output.x_hat.double() - x64).pow(2).sum(),
+                                      x64.pow(2).sum(), x64.new_tensor(float(n))]), x64.sum(0)])
+    total = _global_sum(local)
+    k = len(names)
+    terms, l0, err, sq, rows, col = total[:k], total[k], total[k + 1], total[k + 2], total[k + 3], total[k + 4:]
+    var = (sq - col.pow(2).sum() / rows).clamp_min(1e-12)
     elapsed = time.perf_counter() - t0
     return {
         "step": step,
         "tokens": seen,
-        "loss": float(sum(output.terms.values())),
-        **{k: float(v) for k, v in output.terms.items()},
-        "l0": float(output.l0),
+        "loss": float(terms.sum() / rows),
+        **{name: float(v / rows) for name, v in zip(names, terms)},
+        "l0": float(l0 / rows),
         "fvu_batch": float(err / var),
         "dead_fraction": float((tokens_since_fired >= min(cfg.dead_after_tokens, seen)).float().mean()),
         "lr": opt.param_groups[0]["lr"],
