@@ -125,3 +125,29 @@ def test_ddp_lens_training_equals_one_process_with_the_same_global_batch(tiny_ch
         assert info["config"]["world_size"] == 2 and info["metrics"]["tokens"] == KW["steps"] * KW["batch_size"]
         assert abs(info["metrics"]["train_kl"] - single.metrics["train_kl"]) < 1e-5
     assert not torch.equal(single.translators[1].weight, torch.zeros_like(single.translators[1].weight))
+
+
+@pytest.mark.parametrize("make", [lambda m: lenses.TunedLens(m),
+                                  lambda m: lenses.AttentionLens(m, lenses.AttentionLensConfig(form="full")),
+                                  lambda m: lenses.AttentionLens(m, lenses.AttentionLensConfig(form="translator"))])
+def test_chunked_kl_backward_equals_autograd_of_the_reference_loss(tiny_model, store, make):
+    from replab.lenses.loss import kl_backward
+    from replab.lenses.train import _target
+
+    lens = make(tiny_model)
+    with torch.no_grad():
+        for p in lens.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    hooks = sorted({lens.input_hook(l) for l in lens.layers()} | {lenses.final_hook(tiny_model)})
+    acts = lens_data.row_stream(tiny_model, store, hooks, 77, seed=1).batch(0)
+    ref = lenses.lens_loss(lens, acts)
+    ref.backward()
+    want = {k: p.grad.clone() for k, p in lens.named_parameters()}
+    lens.zero_grad(set_to_none=True)
+    kl = kl_backward([lens.decoder_inputs(acts[lens.input_hook(l)], l) for l in lens.layers()],
+                     _target(tiny_model, acts), chunk_rows=20)  # 77 rows: three full chunks and a short one
+    assert kl.shape == (len(lens.layers()),) and (kl > 0).all()
+    torch.testing.assert_close(kl.sum(), ref.detach(), rtol=1e-5, atol=1e-6)
+    for k, p in lens.named_parameters():
+        assert want[k].abs().max() > 0, k
+        torch.testing.assert_close(p.grad, want[k], rtol=1e-4, atol=1e-6, msg=k)

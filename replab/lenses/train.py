@@ -5,7 +5,8 @@ recipe: SGD with Nesterov momentum 0.9, lr = 1.0 x (1 - momentum) (tuned-lens sc
 way), weight decay 1e-3, linear warm-up (10% of the steps) then linear decay, gradient clipping at
 1.0. Attention lens: the anchor's Adam at lr 1e-3 on the same KL at the rows given (the last
 position when live). Linear shortcut: closed-form least squares on ``steps * batch_size`` rows.
-The KL is chunked (``replab.kernels.kl_from_hidden``), so no ``[rows, d_vocab]`` tensor is kept.
+The KL and its gradient are computed in row chunks for all layers at once (``replab.lenses.loss``),
+so no ``[rows, d_vocab]`` tensor is kept.
 Batches are addressed by step (``replab.lenses.data``), which makes checkpoints resume exactly and
 DDP ranks read disjoint slices of one global batch.
 """
@@ -29,6 +30,7 @@ from replab.lenses.attention import AttentionLens, AttentionLensConfig
 from replab.lenses.base import REGISTRY, Lens, final_hook, unembedding
 from replab.lenses.data import is_store, row_stream
 from replab.lenses.logit import LogitLens
+from replab.lenses.loss import kl_backward
 from replab.lenses.shortcut import LinearShortcut
 from replab.lenses.tuned import TunedLens, TunedLensConfig
 
@@ -43,17 +45,26 @@ def _make(kind: str, model, form: str | None) -> Lens:
     raise DataError(f"Unknown lens kind {kind!r}; choose one of {sorted(REGISTRY)}.")
 
 
-def lens_loss(lens: Lens, acts: dict[str, torch.Tensor]) -> torch.Tensor:
-    """Sum over the lens's layers of KL(model distribution || lens distribution) on one batch of rows."""
-    model = lens.model
+def _target(model, acts: dict[str, torch.Tensor]):
+    """``(ln_final(last hidden state), W_U, b_U)``: what gives the model's own distribution, float32, no graph."""
     W_U, b_U = unembedding(model)
     with torch.no_grad():
-        target = model.ln_final(acts[final_hook(model)]).float()
+        h = model.ln_final(acts[final_hook(model)]).float()
+    return h, W_U.float(), None if b_U is None else b_U.float()
+
+
+def lens_loss(lens: Lens, acts: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Sum over the lens's layers of KL(model distribution || lens distribution) on one batch of rows.
+
+    Differentiable (autograd through ``replab.kernels.kl_from_hidden``); training uses the equal but
+    cheaper ``replab.lenses.loss.kl_backward``.
+    """
+    target, W_U, b_U = _target(lens.model, acts)
     total = 0.0
     for layer in lens.layers():
         h, W, b = lens.decoder_inputs(acts[lens.input_hook(layer)], layer)
         total = total + kl_from_hidden(h.float(), W.float(), None if b is None else b.float(), target_h=target,
-                                       target_W=W_U.float(), target_b=None if b_U is None else b_U.float())
+                                       target_W=W_U, target_b=b_U)
     return total
 
 
@@ -71,10 +82,9 @@ def _step(lens: Lens, opt: torch.optim.Optimizer, acts: dict[str, torch.Tensor],
     ``share`` is this rank's fraction of the global batch: its mean-loss gradient is weighted by it
     and summed over ranks, which gives the gradient of the global batch's mean loss (DDP; 1.0 alone).
     """
-    loss = lens_loss(lens, acts)
     opt.zero_grad(set_to_none=True)
-    loss.backward()
-    reported = loss.detach().reshape(1) * share
+    decoders = [lens.decoder_inputs(acts[lens.input_hook(layer)], layer) for layer in lens.layers()]
+    reported = kl_backward(decoders, _target(lens.model, acts)).sum().reshape(1) * share
     if distributed.world_size() > 1:
         for p in lens.parameters():
             if p.grad is not None:
