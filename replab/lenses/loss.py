@@ -33,23 +33,23 @@ def kl_backward(decoders: Sequence[Decoder], target: Decoder, *, chunk_rows: int
         chunk_rows: rows per chunk; peak extra memory about ``4 * chunk_rows * V`` floats.
 
     Returns:
-        The layers' mean KL over rows (float32, no graph).
+        The layers' mean KL over rows (float32 on the rows' device, no graph).
     """
     th, tW, tb = (None if t is None else t.detach().float() for t in target)
     n = th.shape[0]
     plain = [tuple(None if t is None else t.detach().float() for t in dec) for dec in decoders]
     grads = [[torch.zeros_like(t) if t is not None and t.requires_grad else None for t in dec] for dec in decoders]
-    total = torch.zeros(len(decoders), dtype=torch.float64)
+    total = torch.zeros(len(decoders), dtype=torch.float64, device=th.device)  # no host sync per chunk
     with torch.no_grad():
         for r0 in range(0, n, chunk_rows):
             r1 = min(n, r0 + chunk_rows)
             logp = torch.log_softmax(_logits(th[r0:r1], tW, tb), -1).view(-1)
             p = logp.exp()
-            neg_entropy = float(torch.dot(p, logp))
+            neg_entropy = torch.dot(p, logp).double()
             for i, ((h, W, b), (g_h, g_W, g_b)) in enumerate(zip(plain, grads)):
                 hc = h[r0:r1]
                 logq = torch.log_softmax(_logits(hc, W, b), -1)
-                total[i] += neg_entropy - float(torch.dot(p, logq.view(-1)))
+                total[i] += neg_entropy - torch.dot(p, logq.view(-1)).double()
                 dz = logq.exp_().view(-1).sub_(p).view(r1 - r0, -1)  # n * d KL / d logits, in logq's memory
                 if g_h is not None:
                     torch.mm(dz, W.T, out=g_h[r0:r1]).div_(n)
