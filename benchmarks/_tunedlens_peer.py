@@ -28,14 +28,14 @@ import tuned_lens
 from tuned_lens.nn import LogitLens, TunedLens
 
 
-def train(model, tokens: th.Tensor, steps: int, batch_tokens: int, autocast: bool) -> tuple[TunedLens, float]:
+def train(model, tokens: th.Tensor, steps: int, batch_tokens: int, autocast: bool) -> tuple[TunedLens, float, float]:
     lens = TunedLens.from_model(model)
     beta = 0.9
     opt = th.optim.SGD(lens.parameters(), lr=1.0 * (1 - beta), momentum=beta, nesterov=True, weight_decay=1e-3)
     sched = get_linear_schedule_with_warmup(opt, 0, steps)
     per_step = batch_tokens // tokens.shape[1]
     n = tokens.shape[0]
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     for step in range(steps):
         rows = th.arange(step * per_step, (step + 1) * per_step) % n
         with th.no_grad():
@@ -50,7 +50,7 @@ def train(model, tokens: th.Tensor, steps: int, batch_tokens: int, autocast: boo
         opt.step()
         opt.zero_grad(set_to_none=False)
         sched.step()
-    return lens, time.perf_counter() - t0
+    return lens, time.perf_counter() - t0, time.process_time() - c0
 
 
 @th.no_grad()
@@ -91,8 +91,9 @@ def main() -> None:
               "autocast_bf16": not args.no_autocast, "rounds": [], "eval": {}}
     if args.steps:
         for _ in range(args.rounds):
-            lens, seconds = train(model, tokens["train"], args.steps, args.batch_tokens, not args.no_autocast)
-            result["rounds"].append({"seconds": seconds, "tokens_per_s": args.steps * args.batch_tokens / seconds})
+            lens, seconds, cpu = train(model, tokens["train"], args.steps, args.batch_tokens, not args.no_autocast)
+            result["rounds"].append({"seconds": seconds, "cpu_seconds": cpu,
+                                     "tokens_per_s": args.steps * args.batch_tokens / seconds})
         if args.out:
             lens.save(args.out)
     if not args.no_eval:

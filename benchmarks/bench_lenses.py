@@ -13,7 +13,8 @@ The token ids go to tuned-lens in a safetensors file; it runs in its own virtual
 float32; tuned-lens's own bfloat16 autocast (its train loop's setting) is timed once on
 ``--bf16-steps`` steps, since this CPU has no native bfloat16 and it runs far slower. Times are of
 the training loop alone (model loading, the capture and evaluation excluded; the capture is timed
-on its own). Medians over rounds; the ratio is against the faster tuned-lens setting. Held-out KL(final || lens) per layer is computed by both
+on its own), wall clock and CPU time (``time.process_time``, steadier on a shared machine). Medians
+over rounds; the ratio is against the faster tuned-lens setting. Held-out KL(final || lens) per layer is computed by both
 libraries on every held-out position: replab's ``evaluate`` and tuned-lens's eval-loop formula.
 
 Cross-check (issue 11 item 4): the lens tuned-lens trained is saved in its format, loaded with
@@ -97,25 +98,34 @@ def main() -> None:
         store = replab.capture(model, train_tok, HOOKS, out=work / "acts")
         capture_s = time.perf_counter() - t0
         times: dict[str, list[float]] = {"replab_cached": [], "replab_live": [], "tuned_lens_fp32": []}
+        cpu: dict[str, list[float]] = {k: [] for k in times}
         peers: dict[str, dict] = {}
         for r in range(args.rounds):
             last = r == args.rounds - 1
+            c0 = time.process_time()
             cached = lenses.train("tuned", model, store, **kw)
-            times["replab_cached"].append(cached.metrics["seconds"])
+            c1 = time.process_time()
             live = lenses.train("tuned", model, train_tok, **kw)
+            c2 = time.process_time()
+            times["replab_cached"].append(cached.metrics["seconds"])
             times["replab_live"].append(live.metrics["seconds"])
+            cpu["replab_cached"].append(c1 - c0)
+            cpu["replab_live"].append(c2 - c1)
             if last:
                 cached.save(work / "replab-lens", format="tuned-lens")
             res = peer(args, tokens, work, "fp32", autocast=False, steps=args.steps,
                        out=work / "tl-fp32" if last else None, eval_lens=[work / "replab-lens"] if last else [],
                        evaluate=last)
             times["tuned_lens_fp32"].append(res["rounds"][0]["seconds"])
+            cpu["tuned_lens_fp32"].append(res["rounds"][0]["cpu_seconds"])
             peers["fp32"] = res
         # tuned-lens's own bfloat16 autocast: timed on --bf16-steps only (no native bf16 on this CPU: slow)
         bf16 = peer(args, tokens, work, "bf16", autocast=True, steps=args.bf16_steps, evaluate=False)
         bf16_tokens_per_s = bf16["rounds"][0]["tokens_per_s"]
         tokens_per_s = {k: args.steps * args.batch_tokens / statistics.median(v) for k, v in times.items()}
         tokens_per_s["tuned_lens_bf16"] = bf16_tokens_per_s
+        cpu_tokens_per_s = {k: args.steps * args.batch_tokens / statistics.median(v) for k, v in cpu.items()}
+        cpu_tokens_per_s["tuned_lens_bf16"] = args.bf16_steps * args.batch_tokens / bf16["rounds"][0]["cpu_seconds"]
         held_kl = {"logit (replab)": kl_per_layer(lenses.LogitLens(model), model, held_tok),
                    "logit (tuned-lens)": peers["fp32"]["eval"]["logit"],
                    "replab cached": kl_per_layer(cached, model, held_tok),
@@ -142,6 +152,10 @@ def main() -> None:
                      "train_tokens": int(train_tok.numel()), "held_tokens": int(held_tok.numel())},
         "capture_seconds": capture_s, "seconds": seconds, "tokens_per_s": tokens_per_s,
         "ratio_vs_best_tuned_lens": {k: tokens_per_s[k] / best_peer for k in ("replab_cached", "replab_live")},
+        "cpu_seconds": cpu, "cpu_tokens_per_s": cpu_tokens_per_s,
+        "cpu_ratio_vs_best_tuned_lens": {k: cpu_tokens_per_s[k] / max(cpu_tokens_per_s["tuned_lens_bf16"],
+                                                                       cpu_tokens_per_s["tuned_lens_fp32"])
+                                         for k in ("replab_cached", "replab_live")},
         "held_kl": held_kl, "cross_check": cross, "cross_check_worst_relative": worst,
         "cross_check_ok": worst <= args.tolerance,
     }
@@ -149,6 +163,8 @@ def main() -> None:
     for k, v in tokens_per_s.items():
         print(f"{k:18s} {v:10,.0f} tok/s  (rounds: {', '.join(f'{s:.1f}s' for s in seconds[k])})")
     print("ratio vs the faster tuned-lens:", {k: round(v, 2) for k, v in result["ratio_vs_best_tuned_lens"].items()})
+    print("CPU-time tokens/s:", {k: round(v) for k, v in cpu_tokens_per_s.items()},
+          "ratio:", {k: round(v, 2) for k, v in result["cpu_ratio_vs_best_tuned_lens"].items()})
     for k, v in held_kl.items():
         print(f"{k:20s} " + "  ".join(f"{x:.4f}" for x in v))
     print(f"cross-check worst relative KL difference {worst:.2e} (tolerance {args.tolerance:g}):",
