@@ -21,6 +21,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--form", default=None, choices=["full", "translator"], help="attention lens form")
     t.add_argument("--context", type=int, default=None, help="live corpus context length (default: the model's)")
     t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--checkpoint-every", type=int, default=None, help="steps between checkpoints in --out")
+    t.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --out")
     t.set_defaults(func=_train)
     e = lsub.add_parser("eval", help="per-layer KL / CE / top-1 / entropy of a lens on held-out text")
     e.add_argument("--lens", required=True, help="a lens run directory (or its lens/ folder); 'logit' for the logit lens")
@@ -37,6 +39,7 @@ def _context(model, context):
 
 def _train(args: argparse.Namespace) -> int:
     import replab
+    from replab.distributed import default_device
     from replab.errors import DataError
     from replab.lenses import train
 
@@ -46,10 +49,11 @@ def _train(args: argparse.Namespace) -> int:
     name = args.model or (store.manifest["model"] if store is not None else None)
     if name is None:
         raise DataError("Live training needs --model NAME (e.g. --model world).")
-    model = replab.load_model(name)
+    model = replab.load_model(name, device=default_device())  # under torchrun with GPUs: cuda:LOCAL_RANK
     data = store if store is not None else replab.datasets.load(args.text)
     lens = train(args.kind, model, data, steps=args.steps, batch_size=args.batch_size, lr=args.lr, form=args.form,
-                 context=None if store is not None else _context(model, args.context), seed=args.seed, out=args.out)
+                 context=None if store is not None else _context(model, args.context), seed=args.seed, out=args.out,
+                 checkpoint_every=args.checkpoint_every, resume=args.resume)
     print(f"{args.kind} lens ({lens.n_params():,} parameters) -> {args.out}: "
           + ", ".join(f"{k}={v:.4g}" for k, v in lens.metrics.items() if isinstance(v, float)))
     return 0

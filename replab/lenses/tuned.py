@@ -7,15 +7,17 @@ to minimise KL(final-layer distribution || lens distribution) at every position.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from replab.errors import DataError
-from replab.lenses.base import Lens, n_layers
+from replab.lenses.base import Lens, n_layers, unembedding
 
 TUNED_LENS_FORMAT = "tuned-lens"
 
@@ -25,6 +27,15 @@ class TunedLensConfig:
     """``bias``: whether translators have ``b_l`` (tuned-lens default True)."""
 
     bias: bool = True
+
+
+def unembed_hash(model) -> str:
+    """tuned-lens's ``Unembed.unembedding_hash``: sha256 of ``numpy.array_str(W_U^T, precision=1)``.
+
+    tuned-lens warns when a loaded lens's hash differs from its model's, so replab writes the same one.
+    """
+    W_U, _ = unembedding(model)
+    return hashlib.sha256(np.array_str(W_U.T.float().cpu().numpy(), precision=1).encode()).hexdigest()
 
 
 class TunedLens(Lens):
@@ -71,7 +82,7 @@ class TunedLens(Lens):
                    path / "params.pt")
         config = {"base_model_name_or_path": model_id(self.model), "d_model": int(self.model.cfg.d_model),
                   "num_hidden_layers": self.n_layers, "bias": self.config.bias, "base_model_revision": None,
-                  "unembed_hash": None, "lens_type": "linear_tuned_lens"}
+                  "unembed_hash": unembed_hash(self.model), "lens_type": "linear_tuned_lens"}
         (path / "config.json").write_text(json.dumps(config))
         return path
 
