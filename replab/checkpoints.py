@@ -1,24 +1,27 @@
 """Training checkpoints in a run directory: module and optimizer state in safetensors, the rest in JSON.
 
 ``<run>/checkpoints/step_00000040/`` holds ``model.safetensors`` (a ``state_dict``),
-``optimizer.safetensors`` (every optimizer state tensor, keyed ``{param_id}.{name}``) and
-``state.json`` (the trainer's own state plus the optimizer's ``param_groups``), written last so a
+``optimizer.safetensors`` (every optimizer state tensor, keyed ``{param_id}.{name}``), optionally
+``extra.safetensors`` (a trainer's own tensors, e.g. an SAE's tokens-since-fired counts) and
+``state.json`` (the trainer's state plus the optimizer's ``param_groups``), written last so a
 directory without it is ignored. No pickle anywhere; resuming needs the same parameters in the
-same order.
+same order. Used by every trainer (SAEs, lenses).
 """
 
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from replab.errors import RunDirError
-from replab.runs import atomic_write_bytes, atomic_write_json, read_json
+from replab.fileio import read_json, read_tensors, write_json, write_tensors
 
 STATE_FILE = "state.json"
+_FIX = "delete it to resume from the previous one, or start over in another run directory"
 
 
 def checkpoint_dirs(run_dir: str | Path) -> list[Path]:
@@ -28,47 +31,57 @@ def checkpoint_dirs(run_dir: str | Path) -> list[Path]:
 
 
 def save_checkpoint(run_dir: str | Path, step: int, module: torch.nn.Module, opt: torch.optim.Optimizer,
-                    state: dict[str, Any], *, keep: int = 2) -> Path:
-    """Write checkpoint ``step`` and delete all but the ``keep`` most recent ones."""
-    from safetensors.torch import save
-
+                    state: dict[str, Any], *, extra: Mapping[str, torch.Tensor] | None = None, keep: int = 2) -> Path:
+    """Write checkpoint ``step`` (``extra``: more tensors to keep) and delete all but the ``keep`` newest."""
     ck = Path(run_dir) / "checkpoints" / f"step_{step:08d}"
     opt_state = opt.state_dict()
-    tensors = {f"{pid}.{name}": torch.as_tensor(v).detach().cpu().contiguous()
-               for pid, entry in opt_state["state"].items() for name, v in entry.items()}
-    atomic_write_bytes(ck / "model.safetensors",
-                       save({k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}))
-    atomic_write_bytes(ck / "optimizer.safetensors", save(tensors))
-    atomic_write_json(ck / STATE_FILE, {**state, "step": step, "param_groups": opt_state["param_groups"]})
+    tensors = {f"{pid}.{name}": torch.as_tensor(v) for pid, entry in opt_state["state"].items()
+               for name, v in entry.items()}
+    write_tensors(ck / "model.safetensors", module.state_dict())
+    write_tensors(ck / "optimizer.safetensors", tensors)
+    if extra:
+        write_tensors(ck / "extra.safetensors", extra)
+    write_json(ck / STATE_FILE, {**state, "step": step, "param_groups": opt_state["param_groups"]})  # last
     for old in checkpoint_dirs(run_dir)[:-keep]:
         shutil.rmtree(old, ignore_errors=True)
     return ck
 
 
-def load_checkpoint(run_dir: str | Path, module: torch.nn.Module, opt: torch.optim.Optimizer) -> dict[str, Any] | None:
+def load_checkpoint(run_dir: str | Path, module: torch.nn.Module, opt: torch.optim.Optimizer, *,
+                    check: Callable[[dict[str, Any], Path], None] | None = None,
+                    load: Callable[[dict[str, torch.Tensor], Path], None] | None = None) -> dict[str, Any] | None:
     """Restore ``module`` and ``opt`` from the latest checkpoint; its ``state.json`` (None when there is none).
+
+    Args:
+        check: ``(state, checkpoint dir)`` -> raises when the checkpoint is for another setup (run first).
+        load: loads the module tensors instead of ``module.load_state_dict`` (e.g. an SAE's own loader).
+
+    Returns:
+        The saved state, with ``"extra"``: the ``extra`` tensors saved with it (empty when none), on the
+        module's device.
 
     Raises:
         RunDirError: the checkpoint is corrupt or was written for other parameters.
     """
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
     found = checkpoint_dirs(run_dir)
     if not found:
         return None
     ck = found[-1]
-    state = read_json(ck / STATE_FILE, "Checkpoint state")
+    state = read_json(ck / STATE_FILE, "Checkpoint state", fix=_FIX)
+    if check is not None:
+        check(state, ck)
     device = next(module.parameters()).device
+    weights = read_tensors(ck / "model.safetensors", "Checkpoint file", device=str(device), fix=_FIX)
     try:
-        module.load_state_dict(load_file(str(ck / "model.safetensors"), device=str(device)))
-        tensors = load_file(str(ck / "optimizer.safetensors"))
-    except (SafetensorError, OSError, RuntimeError) as exc:
-        raise RunDirError(f"Checkpoint {ck} cannot be read into this model ({str(exc).splitlines()[0]}); delete it "
-                          "to resume from the previous one, or start over in another run directory.") from None
+        (load or (lambda t, _: module.load_state_dict(t)))(weights, ck)
+    except RuntimeError as exc:
+        raise RunDirError(f"Checkpoint {ck} cannot be read into this model ({str(exc).splitlines()[0]}); "
+                          f"{_FIX}.") from None
     entries: dict[int, dict[str, torch.Tensor]] = {}
-    for key, value in tensors.items():
+    for key, value in read_tensors(ck / "optimizer.safetensors", "Checkpoint file", fix=_FIX).items():
         pid, name = key.split(".", 1)
         entries.setdefault(int(pid), {})[name] = value if name == "step" else value.to(device)
     opt.load_state_dict({"state": entries, "param_groups": state["param_groups"]})
+    extra = ck / "extra.safetensors"
+    state["extra"] = read_tensors(extra, "Checkpoint file", device=str(device), fix=_FIX) if extra.exists() else {}
     return state

@@ -12,9 +12,8 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,8 +21,8 @@ from typing import Any
 import torch
 
 from replab import distributed
+from replab.checkpoints import load_checkpoint, save_checkpoint
 from replab.errors import DataError, ReplabError, RunDirError
-from replab.fileio import read_json, read_tensors, write_json, write_tensors
 from replab.runs import Run
 from replab.saes import io
 from replab.saes.base import SAE, TrainContext
@@ -147,52 +146,15 @@ def _global_sum(x: torch.Tensor) -> torch.Tensor:
     return distributed.all_reduce_sum(x.clone()) if distributed.world_size() > 1 else x
 
 
-def _checkpoint_dirs(out: Path) -> list[Path]:
-    root = out / "checkpoints"
-    return sorted(p for p in root.glob("step_*") if (p / "state.json").is_file()) if root.is_dir() else []
-
-
-def _optimizer_tensors(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], list[dict[str, Any]]]:
-    state = opt.state_dict()
-    tensors = {f"{pid}.{name}": torch.as_tensor(v).detach().cpu().contiguous()
-               for pid, entry in state["state"].items() for name, v in entry.items()}
-    return tensors, state["param_groups"]
-
-
-def _save_checkpoint(out: Path, sae: SAE, opt, trainer: dict[str, Any], dead: torch.Tensor, keep: int) -> None:
-    ck = out / "checkpoints" / f"step_{trainer['step']:08d}"
-    opt_tensors, groups = _optimizer_tensors(opt)
-    write_tensors(ck / "sae.safetensors", sae.state_dict())
-    write_tensors(ck / "optimizer.safetensors", opt_tensors)
-    write_tensors(ck / "trainer.safetensors", {"tokens_since_fired": dead})
-    write_json(ck / "state.json", {**trainer, "param_groups": groups})  # written last: marks it complete
-    for old in _checkpoint_dirs(out)[:-keep]:
-        shutil.rmtree(old, ignore_errors=True)
-
-
-def _load_checkpoint(out: Path, sae: SAE, opt, device) -> tuple[dict[str, Any], torch.Tensor] | None:
-    found = _checkpoint_dirs(out)
-    if not found:
-        return None
-    ck = found[-1]
-    state = read_json(ck / "state.json", "Checkpoint state")
-    if state.get("architecture") != sae.architecture or state.get("d_sae") != sae.d_sae or state.get("d_in") != sae.d_in:
-        raise RunDirError(
-            f"Checkpoint {ck} is for a {state.get('architecture')} SAE with d_in={state.get('d_in')}, "
-            f"d_sae={state.get('d_sae')}, not this {sae.architecture} SAE ({sae.d_in}, {sae.d_sae}). "
-            "Use another --out or delete the checkpoints to start over."
-        )
-    fix = "delete it to resume from the previous checkpoint"
-    sae.load_tensors(read_tensors(ck / "sae.safetensors", "Checkpoint file", fix=fix), str(ck))
-    opt_tensors = read_tensors(ck / "optimizer.safetensors", "Checkpoint file", fix=fix)
-    dead = read_tensors(ck / "trainer.safetensors", "Checkpoint file", keys=("tokens_since_fired",),
-                        fix=fix)["tokens_since_fired"].to(device)
-    entries: dict[int, dict[str, torch.Tensor]] = {}
-    for key, value in opt_tensors.items():
-        pid, name = key.split(".", 1)
-        entries.setdefault(int(pid), {})[name] = value if name == "step" else value.to(device)
-    opt.load_state_dict({"state": entries, "param_groups": state["param_groups"]})
-    return state, dead
+def _check_checkpoint(sae: SAE) -> Callable[[dict[str, Any], Path], None]:
+    def check(state: dict[str, Any], ck: Path) -> None:
+        if (state.get("architecture"), state.get("d_in"), state.get("d_sae")) != (sae.architecture, sae.d_in, sae.d_sae):
+            raise RunDirError(
+                f"Checkpoint {ck} is for a {state.get('architecture')} SAE with d_in={state.get('d_in')}, "
+                f"d_sae={state.get('d_sae')}, not this {sae.architecture} SAE ({sae.d_in}, {sae.d_sae}). "
+                "Use another --out or delete the checkpoints to start over."
+            )
+    return check
 
 
 def _batches(data: Rows, batch_size: int, seed: int, epoch: int, skip: int,
@@ -311,9 +273,10 @@ def train(
     if cfg.checkpoint_every and ckpt_root is None:
         raise DataError("checkpoint_every needs out=<run directory> to write checkpoints to.")
 
-    loaded = _load_checkpoint(ckpt_root, sae, opt, device) if (resume and ckpt_root is not None) else None
-    if loaded:
-        state, tokens_since_fired = loaded
+    state = load_checkpoint(ckpt_root, sae, opt, check=_check_checkpoint(sae),
+                            load=lambda t, ck: sae.load_tensors(t, str(ck))) if (resume and ckpt_root is not None) else None
+    if state:
+        tokens_since_fired = state["extra"]["tokens_since_fired"].to(device)
         step, seen, scale, history = state["step"], state["tokens"], state["scale"], state["history"]
         epoch, skip = state["epoch"], state["batch_in_epoch"] + 1
     else:
@@ -346,7 +309,8 @@ def train(
         if run is not None and (step == total or (cfg.checkpoint_every and step % cfg.checkpoint_every == 0)):
             trainer = {"step": step, "tokens": seen, "scale": scale, "epoch": position[0], "batch_in_epoch": position[1],
                        "architecture": sae.architecture, "d_in": sae.d_in, "d_sae": sae.d_sae, "history": history}
-            _save_checkpoint(run.path, sae, opt, trainer, tokens_since_fired, cfg.keep_checkpoints)
+            save_checkpoint(run.path, step, sae, opt, trainer, extra={"tokens_since_fired": tokens_since_fired},
+                            keep=cfg.keep_checkpoints)
     bar.close()
     seconds = time.perf_counter() - t0
 
