@@ -88,6 +88,8 @@ def test_relations_page_bars_sweep_and_live_edit(relation_runs, monkeypatch):
         logits, z = run_hf(prompt)
         _, z_target = run_hf(target_prompt)
         edited, _ = run_hf(prompt, (z_target - z) @ pinv.T)
-    assert before["before"].tolist() == _topk(logits)
-    assert after["after"].tolist() == _topk(edited)
+    for shown, col, ref in ((before, "before", logits), (after, "after", edited)):
+        assert shown[col].tolist()[:3] == _topk(ref)[:3]  # ranks 4-5 are near ties at float tolerance
+        ids = [model.tokenizer.encode(t, add_special_tokens=False)[0] for t in shown[col]]
+        torch.testing.assert_close(torch.tensor(shown["p"].tolist()), ref.softmax(-1)[ids], rtol=0, atol=2e-3)
     assert after["after"].iloc[0].strip() == "Tokyo"  # the edit moves the answer to Japan's capital
