@@ -92,6 +92,28 @@ def test_grad_at_gives_the_jacobian_of_finite_differences(tiny_model):
     assert abs(float((vals[0] - vals[1]) / (2 * eps)) - float(grad[5])) < 1e-3
 
 
+def test_jacobian_with_cached_prefix_equals_the_full_rows_grad_at(tiny_model, monkeypatch):
+    """replab.models.jacobian (cached prefix, batched backward) against one grad_at backward per output dimension,
+    and the same numbers when the attention ignores the cache (the fallback differentiates the whole row)."""
+    from replab.models import forward, jacobian
+    from replab.models.tokens import encode
+
+    text, src, dst = "The capital of France is", "blocks.0.hook_resid_post", "blocks.1.hook_resid_post"
+    ids = encode(tiny_model, text)
+    (fb,) = run_batches(tiny_model, [text], dst, positions="last", grad_at=src)
+    z = fb.acts[dst][0]
+    ref = torch.stack([torch.autograd.grad(z[k], fb.leaf, retain_graph=True)[0][0, 2] for k in range(z.numel())])
+    J, x, y = jacobian(tiny_model, ids, src, 2, dst, -1, chunk=7)
+    torch.testing.assert_close(J, ref, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(y, z.detach())
+    torch.testing.assert_close(x, fb.leaf[0, 2].detach())
+    monkeypatch.setattr(forward, "_cache_kwarg", lambda module, args, kwargs: (args, kwargs))
+    J2, _, _ = jacobian(tiny_model, ids, src, 2, dst, -1)
+    torch.testing.assert_close(J2, ref, rtol=1e-4, atol=1e-5)
+    with pytest.raises(DataError, match="at <= of"):
+        jacobian(tiny_model, ids, src, len(ids) - 1, dst, 1)
+
+
 def test_bad_options_name_the_fix(tiny_model):
     with pytest.raises(DataError, match="logits must be"):
         next(run_batches(tiny_model, ["a b"], logits="probs"))

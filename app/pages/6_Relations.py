@@ -1,6 +1,7 @@
 """Relations: LRE faithfulness and causality per relation vs the paper, sweep curves, and a live edit."""
 
 import pandas as pd
+import plotly.graph_objects as go
 import streamlit as st
 from lib import ui
 
@@ -38,7 +39,7 @@ cols[2].metric("Causality", f"{m.get('causality', float('nan')):.3f}")
 cols[3].metric("Answered / test", f"{m.get('n_correct')} / {m.get('n_test')}")
 for name in ("faithfulness_by_layer", "causality_by_rank"):
     if f"figures/{name}.json" in run.info.get("artifacts", []):
-        st.plotly_chart(run.read_figure(name), key=f"rel_{name}")
+        st.plotly_chart(go.Figure(run.read_json(f"figures/{name}.json")), key=f"rel_{name}")
 
 st.subheader("Live edit")
 model_name = (run.info.get("model") or {}).get("id") or "world"

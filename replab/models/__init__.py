@@ -1,6 +1,6 @@
 """Hooked models: loading, the hook-name catalogue, the forward primitive, tokenisation and interventions."""
 
-from replab.models.forward import ForwardBatch, hook_widths, run_batches
+from replab.models.forward import ForwardBatch, hook_widths, jacobian, run_batches
 from replab.models.hooks import hook_layer, hook_names, resolve_hooks
 from replab.identity import model_id, weights_hash
 from replab.models.interventions import ablate_direction, add_direction, intervene, patch_activations, splice
@@ -12,6 +12,7 @@ from replab.models.tokens import TokenBatch, pad_token_ids, subject_last_index, 
 __all__ = [
     "load_model",
     "run_batches",
+    "jacobian",
     "ForwardBatch",
     "hook_widths",
     "Positions",

@@ -13,6 +13,7 @@ the linear-relation estimators all read the model through it.
 from __future__ import annotations
 
 import contextlib
+import copy
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -124,11 +125,12 @@ class _Taps:
         if self.stop and len(self.out) == len(self.hooks):
             raise _Stop
 
-    def run(self, tokens: torch.Tensor, mask: torch.Tensor, item: torch.Tensor, pos: torch.Tensor):
-        """Forward ``tokens``; the model's output logits ``[batch, seq, d_vocab]`` or ``None`` when stopped early."""
+    def run(self, tokens: torch.Tensor, mask: torch.Tensor | None, item: torch.Tensor, pos: torch.Tensor, **kwargs):
+        """Forward ``tokens`` (``kwargs`` go to the model, e.g. a KV cache); the model's output logits
+        ``[batch, seq, d_vocab]`` or ``None`` when stopped early."""
         self.out, self.leaf, self.shape, self.select = {}, None, tuple(tokens.shape), (item, pos)
         try:
-            logits = self.model(tokens, attention_mask=mask)
+            logits = self.model(tokens, attention_mask=mask, **kwargs)
         except _Stop:
             logits = None
         missing = [h for h in self.hooks if h not in self.out]
@@ -255,3 +257,71 @@ def hook_widths(model, hooks: str | Sequence[str]) -> dict[str, tuple[int, ...]]
                 if shapes.setdefault(h, tuple(x.shape[1:])) != tuple(x.shape[1:]):
                     raise DataError(f"Hook {h} changes shape with the sequence length; it is not a per-token activation.")
     return shapes
+
+
+def _cache_kwarg(module, args, kwargs):
+    """Hand an attention bridge the HF cache under the name it reads (``past_key_values``); HF 5 passes ``cache``."""
+    if kwargs.get("cache") is not None and kwargs.get("past_key_values") is None:
+        kwargs["past_key_values"] = kwargs["cache"]
+    return args, kwargs
+
+
+@contextlib.contextmanager
+def _kv_cache(model):
+    """A fresh HF ``DynamicCache`` that the model's attention layers fill during the ``with`` block."""
+    from transformers import DynamicCache
+
+    handles = [b.attn.register_forward_pre_hook(_cache_kwarg, with_kwargs=True)
+               for b in getattr(model, "blocks", ()) if hasattr(b, "attn")]
+    try:
+        yield DynamicCache()
+    finally:
+        for h in handles:
+            h.remove()
+
+
+def jacobian(model, tokens: Sequence[int] | torch.Tensor, grad_at: str, at: int, hook: str, of: int = -1, *,
+             chunk: int = 256) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(J [d_out, d_in], x [d_in], y [d_out])``: ∂ ``hook[of]`` / ∂ ``grad_at[at]`` on one token row.
+
+    ``x``, ``y`` are the two activations themselves. Only the tokens from ``at`` on depend on
+    ``x``, so the row runs once without grad into a KV cache, and then only the tokens from
+    ``at`` on run again (on the cached prefix) with ``grad_at[at]`` as the leaf, stopping after
+    ``hook``; one batched backward (``is_grads_batched``) per ``chunk`` output dimensions gives
+    the Jacobian's rows, never one backward per dimension. The cached pass is checked against
+    the full one; a model whose attention ignores the cache is differentiated over the whole row.
+
+    Args:
+        tokens: one row of token ids. grad_at, hook: hook names (``grad_at`` as in ``run_batches``).
+        at, of: positions, ``at <= of`` (``of`` may be negative).
+        chunk: output dimensions per backward (memory: ``chunk`` × the differentiated tokens).
+    """
+    ids = torch.as_tensor(tokens, dtype=torch.long).reshape(1, -1)
+    seq = ids.shape[1]
+    of = of + seq if of < 0 else of
+    if not 0 <= at <= of < seq:
+        raise DataError(f"jacobian: positions at={at}, of={of} must satisfy 0 <= at <= of < {seq} (the row's length).")
+    if chunk < 1:
+        raise DataError(f"jacobian: chunk must be at least 1, got {chunk}.")
+    leaf_name, name = resolve_hooks(model, grad_at)[0], resolve_hooks(model, hook)[0]
+    ids = ids.to(next(model.parameters()).device)
+    taps = _Taps(model, [name], leaf_name, take_rows, stop=True)
+    zero = torch.zeros(1, dtype=torch.long, device=ids.device)
+    with _kv_cache(model) as cache:
+        with taps, torch.no_grad():
+            taps.run(ids, None, zero, zero + of, cache=cache)
+        y, x = taps.out[name][0].detach(), taps.leaf[0, at].detach()
+        start = at if cache.get_seq_length() == seq else 0  # every layer the pass ran filled the cache
+        with taps, torch.enable_grad():
+            if start:
+                cache.crop(start - seq)  # keep the prefix before `at`
+                taps.run(ids[:, start:], None, zero, zero + of - start, cache=cache)
+            if not start or not torch.allclose(taps.out[name][0].detach(), y, rtol=1e-3, atol=1e-3):
+                start = 0  # no usable cache: differentiate the whole row
+                taps.run(ids, None, zero, zero + of)
+            out, leaf = taps.out[name].reshape(-1), taps.leaf
+            eye = torch.eye(out.numel(), dtype=out.dtype, device=out.device)
+            rows = [torch.autograd.grad(out, leaf, eye[k:k + chunk], retain_graph=k + chunk < out.numel(),
+                                        is_grads_batched=True)[0][:, 0, at - start].reshape(len(eye[k:k + chunk]), -1)
+                    for k in range(0, out.numel(), chunk)]
+    return torch.cat(rows), x, y

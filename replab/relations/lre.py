@@ -126,7 +126,7 @@ def fit_lre(model, relation: Relation, *, subject_layer: int, object_layer: int 
     train = tuple(train) if train is not None else split(relation, n_train, seed).train
     prompts = build_prompts(model, relation, train, train)
     if method == "jacobian":
-        J, h, z = jacobians(model, prompts, sh, oh, batch_size=batch_size)
+        J, h, z = jacobians(model, prompts, sh, oh)
         W = J.mean(0)
         b = (z - torch.einsum("nij,nj->ni", J, h)).mean(0)
     else:

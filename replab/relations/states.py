@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 
 from replab.errors import DataError
-from replab.models import run_batches, subject_last_index
+from replab.models import jacobian, run_batches, subject_last_index
 from replab.models.tokens import encode
 from replab.relations.data import Relation, Sample
 
@@ -99,24 +99,20 @@ def states(model, prompts: Prompts, subject_hook: str, object_hook: str | None =
     return torch.cat(hs), torch.cat(zs) if zs else None, torch.cat(ls) if ls else None
 
 
-def jacobians(model, prompts: Prompts, subject_hook: str, object_hook: str, *, batch_size: int = 8):
+def jacobians(model, prompts: Prompts, subject_hook: str, object_hook: str):
     """``(J [n, d_z, d_h], h [n, d_h], z [n, d_z])``: ∂z/∂h per prompt.
 
-    One forward per batch with the subject hook as a leaf (``grad_at``); then one backward per
-    output dimension that serves every prompt of the batch at once (each prompt's z depends on its
-    own row of the leaf only), never one backward per prompt and output.
+    ``replab.models.jacobian`` with the subject hook as the leaf: each prompt's few-shot prefix
+    before the subject runs once into a KV cache, and only the few tokens from the subject on are
+    differentiated, all output dimensions in one batched forward and backward.
     """
     Js, hs, zs = [], [], []
-    for fb in run_batches(model, prompts.texts, [subject_hook, object_hook], positions=_two_positions(prompts),
-                          grad_at=subject_hook, batch_size=batch_size):
-        z = fb.acts[object_hook][1::2]  # [B, d_z]
-        rows, spos = fb.item[0::2], fb.pos[0::2]
-        g = torch.stack([torch.autograd.grad(z[:, k].sum(), fb.leaf, retain_graph=k + 1 < z.shape[1])[0][rows, spos]
-                         for k in range(z.shape[1])])  # [d_z, B, d_h]
-        Js.append(g.permute(1, 0, 2).float().cpu())
-        hs.append(fb.leaf[rows, spos].detach().float().cpu())
-        zs.append(z.detach().float().cpu())
-    return torch.cat(Js), torch.cat(hs), torch.cat(zs)
+    for text, pos in zip(prompts.texts, prompts.subject_pos):
+        J, h, z = jacobian(model, encode(model, text), subject_hook, pos, object_hook, -1)
+        Js.append(J.float().cpu())
+        hs.append(h.float().cpu())
+        zs.append(z.float().cpu())
+    return torch.stack(Js), torch.stack(hs), torch.stack(zs)
 
 
 def decode(model, z: torch.Tensor) -> torch.Tensor:
