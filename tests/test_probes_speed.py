@@ -60,8 +60,9 @@ def test_world_sentiment_sweep_matches_sklearn_on_all_three_label_sets(world_mod
     t = res.table.set_index(["hook", "task"])
     folds = list(StratifiedKFold(5, shuffle=True, random_state=0).split(y, y))  # the sweep's folds, every set
     for hook in store.hooks:
-        ref = {k: cross_val_score(make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000)), store[hook],
-                                  labels, cv=folds) for k, labels in sets.items()}
+        X = np.asarray(store[hook])
+        ref = {k: cross_val_score(make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000)), X, labels,
+                                  cv=folds) for k, labels in sets.items()}
         for k in sets:
             assert t.loc[(hook, k), "mean"] == pytest.approx(ref[k].mean(), abs=0.02), (hook, k)
         assert t.loc[(hook, "task"), "selectivity"] == pytest.approx(ref["task"].mean() - ref["control"].mean(),
