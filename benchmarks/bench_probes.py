@@ -1,36 +1,50 @@
-"""Benchmark: ``replab.probes.sweep`` vs a per-layer scikit-learn cross-validation loop (CPU).
+"""Benchmark: ``replab.probes.sweep`` vs a per-hook scikit-learn loop, alone and on shared cores.
 
-Synthetic activations, 12 layers x 768 features x N rows, a binary label planted along one
-direction with a signal that grows with depth, 500 subjects for the control task. Three
-timings per repeat (median reported):
+Two stores:
 
-* the peer: for each layer ``cross_val_score(make_pipeline(StandardScaler(),
-  LogisticRegression()), X, y, cv=StratifiedKFold(5, shuffle=True))``;
-* ``sweep(..., control=False, shuffled=False)``: the same work (5 folds per layer);
-* ``sweep(...)`` with the control task and shuffled labels: three times the work.
+* ``world``: the world model's sentiment store (``world:sentiment``, 1,000 prompts, every
+  ``resid_post`` hook, last position, d_model 256), captured once into ``--world-store``;
+* ``synthetic``: ``--layers`` x ``--d`` x ``--n`` planted activations (default 12 x 768 x
+  20,000): a binary label along one direction with a margin growing with depth, 500 subjects.
 
-Also reports the largest per-layer accuracy difference between the peer and replab.
-Results are written to docs/benchmarks.md (section "Probes", replaced on re-run).
+Four timings per store and load, all in one run so each is a ratio measured side by side:
 
-    OMP_NUM_THREADS=1 python benchmarks/bench_probes.py  # ~1-2 min on 2 cores
+* the peer: for each hook ``cross_val_score(LogisticRegression(max_iter=2000), X, y, cv=5)``;
+* ``sweep(store, hooks=hooks, probes=["logistic"], cv=5, control=False, shuffled=False)``;
+* the peer over the same three label sets as the default sweep (task, control, shuffled);
+* ``sweep(...)`` with its default control task and shuffled labels.
+
+``--contention 2`` repeats everything while two busy-loop subprocesses (started and stopped
+by this script) compete for the cores, so both sides run under the same load. Medians over
+``--repeats``; the table goes to stdout and to docs/benchmarks.md (section "Probes",
+replaced on re-run; the ``--device cuda`` run has its own section).
+
+    python benchmarks/bench_probes.py                        # both stores, alone and under 2 busy processes
+    python benchmarks/bench_probes.py --stores world --repeats 5
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import platform
 import statistics
+import subprocess
+import sys
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
 
 from replab.markdown import update_marked_section
 
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def make_data(n: int, d: int, layers: int, seed: int = 0) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
+    """Planted store: ``layers`` x ``[n, d]`` float32, binary labels ``[n]``, subjects ``[n]``."""
     rng = np.random.default_rng(seed)
     y = (rng.random(n) < 0.5).astype(int)
     subjects = rng.integers(0, 500, n)
@@ -44,96 +58,157 @@ def make_data(n: int, d: int, layers: int, seed: int = 0) -> tuple[dict[str, np.
     return arrays, y, subjects
 
 
-def peer_loop(arrays: dict[str, np.ndarray], y: np.ndarray, cv: int, seed: int) -> dict[str, float]:
+def world_store(path: Path):
+    """The world sentiment store at ``path`` (captured on first use, ~1 min on 2 cores)."""
+    import replab
+    from replab.activations import ActivationStore
+
+    if not (path / "run.json").is_file():
+        model = replab.load_model("world")
+        replab.capture(model, replab.datasets.load("world:sentiment"), "blocks.*.hook_resid_post",
+                       positions="last", out=path)
+    return ActivationStore.open(path)
+
+
+def peer_loop(arrays: dict[str, np.ndarray], label_sets: list[np.ndarray], cv: int) -> dict[str, float]:
+    """Mean CV accuracy of the first label set per hook (every set is fitted)."""
     from sklearn.linear_model import LogisticRegression
-    from sklearn.model_selection import StratifiedKFold, cross_val_score
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
+    from sklearn.model_selection import cross_val_score
 
-    return {h: cross_val_score(make_pipeline(StandardScaler(), LogisticRegression()), X, y,
-                               cv=StratifiedKFold(cv, shuffle=True, random_state=seed)).mean()
-            for h, X in arrays.items()}
+    out = {}
+    for h, X in arrays.items():
+        scores = [cross_val_score(LogisticRegression(max_iter=2000), X, y, cv=cv).mean() for y in label_sets]
+        out[h] = scores[0]
+    return out
 
 
-def timed(fn):
-    """Wall and CPU seconds (CPU time is what to compare on a machine shared with other jobs)."""
-    w0, c0 = time.perf_counter(), time.process_time()
+@contextlib.contextmanager
+def contention(k: int) -> Iterator[None]:
+    """``k`` CPU-bound busy-loop subprocesses for the duration of the block."""
+    procs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(k)]
+    try:
+        time.sleep(0.5 if k else 0)
+        yield
+    finally:
+        for proc in procs:
+            proc.kill()
+            proc.wait()
+
+
+def timed(fn: Callable[[], object]) -> tuple[float, object]:
+    t0 = time.perf_counter()
     out = fn()
-    return (time.perf_counter() - w0, time.process_time() - c0), out
+    return time.perf_counter() - t0, out
 
 
-def med(times: list[tuple[float, float]], k: int) -> float:
-    """Median wall (k=0) or CPU (k=1) seconds."""
-    return statistics.median(t[k] for t in times)
+def measure(store, arrays, y, control_by, cv: int, repeats: int, device: str) -> dict[str, list]:
+    """Wall seconds of the four timings per repeat, plus accuracies of the last repeat."""
+    from replab.probes import sweep
+    from replab.probes.baselines import control_labels, shuffled_labels
+
+    hooks = list(arrays)
+    sets = [y, control_labels(y, control_by, 0), shuffled_labels(y, 0)]
+    times: dict[str, list] = {k: [] for k in ("peer", "task", "peer3", "full")}
+    for _ in range(repeats):
+        t, peer = timed(lambda: peer_loop(arrays, sets[:1], cv))
+        times["peer"].append(t)
+        t, task = timed(lambda: sweep(store, hooks=hooks, probes=["logistic"], target=y, cv=cv, control=False,
+                                      shuffled=False, progress=False, device=device))
+        times["task"].append(t)
+        t, _ = timed(lambda: peer_loop(arrays, sets, cv))
+        times["peer3"].append(t)
+        t, full = timed(lambda: sweep(store, hooks=hooks, probes=["logistic"], target=y, cv=cv,
+                                      control_by=control_by, progress=False, device=device))
+        times["full"].append(t)
+        print("  " + ", ".join(f"{k} {v[-1]:.2f}s" for k, v in times.items()), flush=True)
+    ours = task.table.set_index("hook")["mean"]
+    rows = full.table.set_index(["task", "hook"])
+    times["acc"] = [max(abs(ours[h] - peer[h]) for h in hooks), float(ours.mean()), float(np.mean(list(peer.values()))),
+                    float(rows.loc["task"]["selectivity"].mean()), float(rows.loc["shuffled"]["mean"].mean())]
+    return times
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--n", type=int, default=10000)
+    p.add_argument("--stores", nargs="+", default=["world", "synthetic"], choices=["world", "synthetic"])
+    p.add_argument("--world-store", default=str(ROOT / "runs" / "bench" / "world-sentiment"),
+                   help="where the world sentiment store is (captured there if missing)")
+    p.add_argument("--n", type=int, default=20000)
     p.add_argument("--d", type=int, default=768)
     p.add_argument("--layers", type=int, default=12)
     p.add_argument("--cv", type=int, default=5)
     p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--contention", type=int, nargs="+", default=[0, 2],
+                   help="numbers of competing busy-loop processes to measure under (0 = alone)")
     p.add_argument("--device", default="cpu", help="where sweep fits ('cuda': the GPU target; own docs section)")
-    p.add_argument("--layers-per-batch", type=int, default=None,
-                   help="hooks fitted in one batch (default: sweep's, 1 on CPU, all that fit on a GPU)")
-    p.add_argument("--docs", default=str(Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"))
+    p.add_argument("--docs", default=str(ROOT / "docs" / "benchmarks.md"))
+    p.add_argument("--no-docs", action="store_true", help="print the table only")
     args = p.parse_args()
 
     import sklearn
     import torch
 
-    from replab.probes import sweep
+    data = {}
+    for name in args.stores:
+        if name == "world":
+            store = world_store(Path(args.world_store))
+            arrays = {h: np.asarray(store[h]) for h in store.hooks}
+            data[name] = (store, arrays, store.metadata["label"].to_numpy(), store.metadata["subject"].to_numpy())
+        else:
+            arrays, y, subjects = make_data(args.n, args.d, args.layers)
+            data[name] = (arrays, arrays, y, subjects)
+    results = {}
+    for k in args.contention:
+        for name, (store, arrays, y, by) in data.items():
+            with contention(k):
+                results[name, k] = r = measure(store, arrays, y, by, args.cv, args.repeats, args.device)
+            print(f"{name}, {k} busy: " + ", ".join(f"{key} {statistics.median(v):.3f}s" for key, v in r.items()
+                                                     if key != "acc"), flush=True)
 
-    arrays, y, subjects = make_data(args.n, args.d, args.layers)
-    on = {"device": args.device, "layers_per_batch": args.layers_per_batch}
-    gpu = args.device != "cpu"
-    where = (f"{torch.cuda.get_device_name(torch.device(args.device))} for `sweep` (scikit-learn on the CPU)"
-             if gpu else "CPU")
-    peer_t, task_t, full_t, diffs = [], [], [], []
-    for r in range(args.repeats):
-        t, peer = timed(lambda: peer_loop(arrays, y, args.cv, seed=r))
-        peer_t.append(t)
-        t, res = timed(lambda: sweep(arrays, target=y, cv=args.cv, seed=r, control=False, shuffled=False,
-                                     progress=False, **on))
-        task_t.append(t)
-        t, full = timed(lambda: sweep(arrays, target=y, cv=args.cv, seed=r, control_by=subjects, progress=False,
-                                      **on))
-        full_t.append(t)
-        ours = res.table.set_index("hook")["mean"]
-        diffs.append(diff := max(abs(ours[h] - peer[h]) for h in arrays))
-        print(f"repeat {r}: wall/cpu s: peer {peer_t[-1][0]:.2f}/{peer_t[-1][1]:.2f}, sweep {task_t[-1][0]:.2f}/"
-              f"{task_t[-1][1]:.2f}, sweep+baselines {full_t[-1][0]:.2f}/{full_t[-1][1]:.2f}; "
-              f"max |acc diff| {diff:.4f}")
-    acc = full.table[full.table.task == "task"].set_index("layer")["mean"]
-    ctrl = full.table[full.table.task == "control"].set_index("layer")["mean"]
+    med = statistics.median
+    lines = ["| store | busy processes | sklearn loop (s) | task-only sweep (s) | sweep / sklearn | "
+             "sklearn, 3 label sets (s) | default sweep (s) | sweep / sklearn | default / task-only | "
+             "max acc diff | selectivity | shuffled acc |", "|" + "---|" * 12]
+    for (name, k), r in results.items():
+        lines.append(
+            f"| {name} | {k} | {med(r['peer']):.3f} | {med(r['task']):.3f} | "
+            f"{med(t / q for t, q in zip(r['task'], r['peer'])):.2f} | {med(r['peer3']):.3f} | {med(r['full']):.3f} | "
+            f"{med(f / q for f, q in zip(r['full'], r['peer3'])):.2f} | "
+            f"{med(f / t for f, t in zip(r['full'], r['task'])):.1f} | {r['acc'][0]:.3f} | {r['acc'][3]:.3f} | "
+            f"{r['acc'][4]:.3f} |")
+    slow = []
+    for name in args.stores:
+        if (name, 0) in results and (name, max(args.contention)) in results and max(args.contention):
+            a, b = results[name, 0], results[name, max(args.contention)]
+            slow.append(f"{name}: default sweep {med(b['full']) / med(a['full']):.1f}x, sklearn 3-set loop "
+                        f"{med(b['peer3']) / med(a['peer3']):.1f}x, task-only sweep {med(b['task']) / med(a['task']):.1f}x, "
+                        f"sklearn loop {med(b['peer']) / med(a['peer']):.1f}x")
+    shapes = ", ".join(f"{name} {len(arrays)} hooks x {next(iter(arrays.values())).shape[1]} x "
+                       f"{len(next(iter(arrays.values())))} rows" for name, (_, arrays, _, _) in data.items())
     text = (
-        f"## Probes: `replab.probes.sweep` vs a per-layer scikit-learn CV loop ({where})\n\n"
-        f"`python benchmarks/bench_probes.py --n {args.n} --repeats {args.repeats} --device {args.device}` on "
-        f"{platform.processor() or platform.machine()} "
-        f"({os.cpu_count()} cores, OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}, "
-        f"torch threads {torch.get_num_threads()}); Python {platform.python_version()}, torch {torch.__version__}, "
-        f"scikit-learn {sklearn.__version__}, numpy {np.__version__}. Synthetic data: {args.layers} layers x "
-        f"{args.d} features x {args.n} rows, binary label, {args.cv}-fold stratified CV. "
-        f"Median of {args.repeats} repeats. The machine was shared with other jobs (load average "
-        f"{os.getloadavg()[0]:.1f} at the end), so wall times are noisy; "
-        "CPU time (process time) is the fair comparison.\n\n"
-        "| what | work | median CPU time (s) | median wall time (s) | CPU per layer (s) |\n|---|---|---|---|---|\n"
-        f"| scikit-learn loop: StandardScaler + LogisticRegression(lbfgs), cross_val_score | 5 fits/layer | "
-        f"{med(peer_t, 1):.2f} | {med(peer_t, 0):.2f} | {med(peer_t, 1) / args.layers:.3f} |\n"
-        f"| `sweep(control=False, shuffled=False)` | 5 fits/layer | {med(task_t, 1):.2f} | {med(task_t, 0):.2f} | "
-        f"{med(task_t, 1) / args.layers:.3f} |\n"
-        f"| `sweep()` (task + control + shuffled) | 15 fits/layer | {med(full_t, 1):.2f} | {med(full_t, 0):.2f} | "
-        f"{med(full_t, 1) / args.layers:.3f} |\n\n"
-        f"CPU-time speed-up at equal work: {med(peer_t, 1) / med(task_t, 1):.1f}x; with both baselines (3x the "
-        f"work): {med(peer_t, 1) / med(full_t, 1):.1f}x. Largest per-layer difference in mean CV accuracy vs the "
-        f"loop: {max(diffs):.4f} over all repeats (target: < 0.01). Accuracy by layer ranged "
-        f"{acc.min():.3f}-{acc.max():.3f}; control {ctrl.min():.3f}-{ctrl.max():.3f}.\n\n"
-        "Why faster: the five folds (and the baselines) of a layer run as one batched L-BFGS (one optimiser "
-        "state per problem) whose every function evaluation is a single `[n, d] @ [d, P]` product, and "
-        "standardisation is folded into the weights instead of copying each training fold.\n"
+        f"## Probes: `replab.probes.sweep` vs a per-hook scikit-learn loop ({args.device})\n\n"
+        f"`python benchmarks/bench_probes.py --stores {' '.join(args.stores)} --n {args.n} --repeats {args.repeats} "
+        f"--contention {' '.join(map(str, args.contention))} --device {args.device}` on "
+        f"{platform.processor() or platform.machine()} ({os.cpu_count()} cores, OMP_NUM_THREADS="
+        f"{os.environ.get('OMP_NUM_THREADS', 'unset')}, torch threads {torch.get_num_threads()}); Python "
+        f"{platform.python_version()}, torch {torch.__version__}, scikit-learn {sklearn.__version__}, numpy "
+        f"{np.__version__}. Stores: {shapes}; {args.cv}-fold CV. Wall-clock medians of {args.repeats} repeats; "
+        "ratios are medians of per-repeat ratios (both sides timed back to back under the same load). "
+        "\"busy processes\": CPU-bound busy loops this script runs alongside. Load average at the end: "
+        f"{os.getloadavg()[0]:.1f} (other jobs on the machine add noise). The peer is "
+        "`cross_val_score(LogisticRegression(max_iter=2000), X, y, cv=5)` per hook; max acc diff is the largest "
+        "per-hook difference in mean CV accuracy between it and the task-only sweep (the sweep standardises "
+        "features and shuffles its folds, so small differences are expected); selectivity and shuffled acc "
+        "are the default sweep's means over hooks.\n\n" + "\n".join(lines) + "\n\n"
+        + ("Slow-down under contention (median busy / median alone): " + "; ".join(slow) + ".\n\n" if slow else "")
+        + "Why fast: the folds and baselines of a hook run as one batched L-BFGS (one optimiser state per "
+        "problem) whose every evaluation is a single `[n, d] @ [d, P]` product, standardisation folded into the "
+        "weights; the solve uses one torch thread unless the batch is very large (`solver_threads`: per-op "
+        "OpenMP barriers cost more than they save on these sizes and stall when the cores are shared); the "
+        "Plotly figures are built on first use of `SweepResult.figures`.\n"
     )
-    update_marked_section(Path(args.docs), "bench_probes_gpu" if gpu else "bench_probes", text)
+    if not args.no_docs:
+        update_marked_section(Path(args.docs), "bench_probes_gpu" if args.device != "cpu" else "bench_probes", text)
     print(text)
 
 

@@ -7,6 +7,7 @@ the figures, the best probe of each hook refitted on all rows, and optionally MD
 
 from __future__ import annotations
 
+import functools
 import math
 import warnings
 from collections.abc import Mapping, Sequence
@@ -48,7 +49,8 @@ class SweepResult:
             columns hook, layer, probe, task, metric, mean, std (over folds), n (rows),
             folds, and on task rows selectivity / selectivity_std (task - control, per fold).
         figure: metric by layer (the ``metric_by_layer`` entry of ``figures``).
-        figures: every figure of ``probe_figures``, keyed by file name.
+        figures: every figure of ``probe_figures``, keyed by file name (built on first use:
+            Plotly figures cost as much as the whole fit on a small store).
         probes: hook -> the best probe type on that hook, refitted on all rows.
         fitted: (hook, probe name) -> every probe type on every hook, refitted on all rows
             (``probes`` holds the winners among them).
@@ -58,11 +60,14 @@ class SweepResult:
     """
 
     table: pd.DataFrame
-    figures: dict
     probes: dict[str, Probe]
     fitted: dict[tuple[str, str], Probe] = field(default_factory=dict)
     mdl: pd.DataFrame | None = None
     config: dict[str, Any] = field(default_factory=dict)
+
+    @functools.cached_property
+    def figures(self) -> dict:
+        return probe_figures(self.table, self.mdl)
 
     @property
     def figure(self):
@@ -289,4 +294,4 @@ def sweep(
               "control": control, "control_by": control_by if isinstance(control_by, str) or control_by is None
               else "array", "shuffled": shuffled, "mdl": mdl, "seed": seed, "n": data.n,
               "store_model": model, "store_model_hash": data.manifest.get("model_hash"), "position": position}
-    return SweepResult(table=table, figures=probe_figures(table, mdl_table), probes=best, fitted=every, mdl=mdl_table, config=config)
+    return SweepResult(table=table, probes=best, fitted=every, mdl=mdl_table, config=config)

@@ -1,0 +1,70 @@
+"""The sweep's speed measures change nothing it measures: thread capping, and the world store vs scikit-learn."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import StratifiedKFold, cross_val_score
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+import replab
+from replab.probes import control_labels, shuffled_labels, sweep
+from replab.probes import logistic as logistic_mod
+from replab.probes.logistic import MACS_PER_THREAD, fit_logistic, solver_threads
+
+
+def test_solver_threads_caps_small_cpu_solves_and_restores_the_setting():
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        with solver_threads(1000 * 256 * 16, torch.device("cpu")) as used:
+            assert used == torch.get_num_threads() == 1
+        assert torch.get_num_threads() == 2
+        with solver_threads(8 * MACS_PER_THREAD, torch.device("cpu")) as used:
+            assert used == torch.get_num_threads() == 2  # never above the caller's setting
+        with pytest.raises(RuntimeError), solver_threads(10, torch.device("cpu")):
+            raise RuntimeError("fit failed")
+        assert torch.get_num_threads() == 2  # restored on error too
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_capped_solve_equals_the_uncapped_one(monkeypatch):
+    rng = np.random.default_rng(0)
+    X = torch.from_numpy(rng.normal(size=(300, 20)).astype(np.float32))
+    y = torch.from_numpy((rng.random((300, 3)) < 0.5).astype(np.int64))
+    train = torch.from_numpy(rng.random((300, 3)) < 0.8)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        capped = fit_logistic(X, y, train, 2)
+        monkeypatch.setattr(logistic_mod, "MACS_PER_THREAD", 1)  # every solve gets all threads
+        free = fit_logistic(X, y, train, 2)
+    finally:
+        torch.set_num_threads(before)
+    for a, b in zip(capped, free):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-4, atol=1e-5)
+
+
+def test_world_sentiment_sweep_matches_sklearn_on_all_three_label_sets(world_model, tmp_path):
+    prompts = replab.datasets.load("world:sentiment")
+    prompts = prompts.subset(np.random.default_rng(0).choice(len(prompts), 200, replace=False).tolist())  # seconds
+    store = replab.capture(world_model, prompts, "blocks.*.hook_resid_post", positions="last", out=tmp_path / "s")
+    res = sweep(store, probes=["logistic"], cv=5, seed=0, progress=False)
+    y = store.metadata["label"].to_numpy()
+    sets = {"task": y, "control": control_labels(y, store.metadata["subject"].to_numpy(), 0),
+            "shuffled": shuffled_labels(y, 0)}
+    t = res.table.set_index(["hook", "task"])
+    folds = list(StratifiedKFold(5, shuffle=True, random_state=0).split(y, y))  # the sweep's folds, every set
+    for hook in store.hooks:
+        X = np.asarray(store[hook])
+        ref = {k: cross_val_score(make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000)), X, labels,
+                                  cv=folds) for k, labels in sets.items()}
+        for k in sets:
+            assert t.loc[(hook, k), "mean"] == pytest.approx(ref[k].mean(), abs=0.02), (hook, k)
+        assert t.loc[(hook, "task"), "selectivity"] == pytest.approx(ref["task"].mean() - ref["control"].mean(),
+                                                                      abs=0.03)
+    assert t.xs("task", level="task")["mean"].min() > 0.9  # the world model carries sentiment
