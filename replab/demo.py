@@ -10,7 +10,9 @@ that run is already complete, so a second ``replab demo`` starts the app at once
 * ``acts-latitude`` + ``probe-latitude`` -- city latitude at the prompt's last token (ridge);
 * ``acts-corpus`` + ``sae-<architecture>`` -- a token corpus at a middle layer and one SAE of each
   architecture with metrics, CE recovered and feature analysis;
-* ``lre-<relation>`` -- linear relational embeddings of two world relations (``replab.relations``).
+* ``lre-<relation>`` -- linear relational embeddings of two world relations (``replab.relations``);
+* ``lens-tuned`` + ``lens-attention`` -- a tuned lens and a full-rank attention lens trained live on
+  world-corpus documents, each scored per layer (and per head) on held-out documents.
 """
 
 from __future__ import annotations
@@ -42,6 +44,10 @@ class DemoConfig:
     sae_batch_size: int = 1024
     architectures: tuple[str, ...] = SAE_ARCHITECTURES
     relations: tuple[str, ...] = ("capital", "continent")  # LRE runs (subject layers 0-1), ~40 s together
+    lens_steps: int = 40  # tuned and attention lens, live, ~30 s together
+    lens_batch_size: int = 256
+    lens_documents: int = 400
+    lens_heldout_documents: int = 40
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -75,6 +81,8 @@ def _stages(cfg: DemoConfig, model) -> list[tuple[str, Callable[[Path], object]]
     """(run name, function writing that run) in dependency order."""
     import replab
     from replab.activations import ActivationStore
+    from replab.datasets import TextCorpus
+    from replab.lenses.runkind import lens_run
     from replab.probes import probe_store
     from replab.relations import world as world_relation
     from replab.relations.pipeline import relation_run
@@ -105,6 +113,13 @@ def _stages(cfg: DemoConfig, model) -> list[tuple[str, Callable[[Path], object]]
     for rel in cfg.relations:
         stages.append((f"lre-{rel}", lambda out, rel=rel: relation_run(
             model, world_relation(rel), out, sweep_layers=(0, 1), betas=(1, 3), ranks=(4, 8, 16))))
+    docs = world_corpus(cfg.lens_documents + cfg.lens_heldout_documents).documents
+    lens_train = TextCorpus(tuple(docs[:cfg.lens_documents]), "world:corpus/lens-train")
+    lens_held = TextCorpus(tuple(docs[cfg.lens_documents:]), "world:corpus/lens-held")
+    lens_kw = dict(steps=cfg.lens_steps, batch_size=cfg.lens_batch_size, context=64, positions="all", progress=False)
+    stages.append(("lens-tuned", lambda out: lens_run("tuned", model, lens_train, lens_held, out, **lens_kw)))
+    stages.append(("lens-attention", lambda out: lens_run("attention", model, lens_train, lens_held, out,
+                                                          form="full", **lens_kw)))
     for arch in cfg.architectures:
         arch_config = {"k": cfg.k} if arch in ("topk", "batchtopk", "matching_pursuit") else {}
         stages.append((f"sae-{arch}", lambda out, arch=arch, arch_config=arch_config: train_store_sae(

@@ -167,3 +167,58 @@ def test_training_the_attention_lens_lowers_held_out_kl_at_the_last_position(wor
     after = lenses.evaluate(trained, world_model, held, positions="last", context=64)
     assert list(after["hook"]) == [f"blocks.{b}.attn.hook_z" for b in range(world_model.cfg.n_layers)]
     assert (after["kl"] < before["kl"]).all(), (before, after)
+
+
+PROMPTS = ["The capital of France is", "The opposite of hot is", "The plural of child is"]
+
+
+def test_head_tables_of_an_untrained_lens_are_direct_logit_attribution(world_model):
+    lens = lenses.AttentionLens(world_model, lenses.AttentionLensConfig(form="full"))
+    H, L = world_model.cfg.n_heads, world_model.cfg.n_layers
+    hooks = [f"blocks.{b}.attn.hook_z" for b in range(L)]
+    (fb,) = run_batches(world_model, PROMPTS, hooks, positions="last", logits="logprobs", batch_size=len(PROMPTS))
+    W_U, b_U = world_model.W_U.detach().float(), world_model.b_U.detach().float()
+    tops = lenses.head_top_tokens(lens, world_model, PROMPTS, k=3)
+    assert len(tops) == len(PROMPTS) * L * H * 3
+    df = lenses.evaluate(lens, world_model, PROMPTS, positions="last")
+    assert len(df) == L + L * H and set(df["head"]) == {-1, *range(H)}
+    for b in range(L):
+        z = fb.acts[hooks[b]].float().reshape(len(PROMPTS), H, -1)
+        dla = torch.einsum("nhk,hkd,dv->nhv", z, world_model.W_O[b].detach().float(), W_U) + b_U  # [n, H, V]
+        probs = torch.softmax(dla, -1)
+        for h in range(H):
+            got = tops[(tops["layer"] == b) & (tops["head"] == h)].sort_values(["prompt", "rank"])
+            want = probs[:, h].topk(3, -1)
+            np.testing.assert_array_equal(got["token_id"].to_numpy(), want.indices.reshape(-1).numpy())
+            np.testing.assert_allclose(got["prob"].to_numpy(), want.values.reshape(-1).numpy(), rtol=1e-4)
+            logq = torch.log_softmax(dla[:, h], -1)
+            kl = float((fb.logits.exp() * (fb.logits - logq)).sum(-1).mean())
+            row = df[(df["layer"] == b) & (df["head"] == h)].iloc[0]
+            assert row["kl"] == pytest.approx(kl, rel=1e-4)
+            assert row["top1"] == pytest.approx(float((logq.argmax(-1) == fb.logits.argmax(-1)).double().mean()))
+
+
+def test_head_truth_finds_a_planted_head_and_ranks_lie_in_unit_interval(world_model):
+    lens = lenses.AttentionLens(world_model, lenses.AttentionLensConfig(form="full", blocks=(1, 2)))
+    ps = replab.datasets.load("world:plural")
+    ps = type(ps)(texts=ps.texts[:12], answers=ps.answers[:12], name="plural12")
+    truth = lenses.answer_ids(world_model, ps.answers)
+    assert world_model.tokenizer.decode([int(truth[0])]) == ps.answers[0][: len(world_model.tokenizer.decode([int(truth[0])]))]
+    with torch.no_grad():  # head 2 of block 2 always says the true token; head 0 of block 1 never does
+        lens.W[1][2].zero_()
+        lens.b[1][2].zero_()
+        lens.b[1][2][truth.unique()] = 100.0
+        lens.b[0][0][truth.unique()] = -1e6
+    k = len(truth.unique())
+    t = lenses.head_truth(lens, world_model, ps, k=k)
+    assert len(t) == 2 * world_model.cfg.n_heads and (t["n"] == 12).all()
+    assert t["rank"].between(0, 1).all() and t["hit_rate"].between(0, 1).all()
+    planted = t[(t["layer"] == 2) & (t["head"] == 2)].iloc[0]
+    assert planted["hit_rate"] == 1.0 and planted["rank"] <= (k - 1) / (world_model.cfg.d_vocab - 1)
+    dead = t[(t["layer"] == 1) & (t["head"] == 0)].iloc[0]
+    assert dead["hit_rate"] == 0.0 and dead["rank"] >= 1 - k / (world_model.cfg.d_vocab - 1)
+    facts = lenses.head_facts(lens, world_model, {"plural": ps, "plural_again": ps}, k=k)
+    np.testing.assert_array_equal(facts["plural"], t["hit_rate"])
+    assert list(facts.columns) == ["layer", "head", "plural", "plural_again"]
+    with pytest.raises(DataError, match="attention lens"):
+        lenses.head_truth(lenses.LogitLens(world_model), world_model, ps)

@@ -13,11 +13,11 @@ reads replab's files and tuned-lens 0.2's ``config.json`` + ``params.pt``.
 
 from replab.lenses.attention import AttentionLens, AttentionLensConfig
 from replab.lenses.base import Lens, final_hook, load, resid_hook
-from replab.lenses.evaluate import evaluate
+from replab.lenses.evaluate import answer_ids, evaluate, head_facts, head_top_tokens, head_truth
 from replab.lenses.logit import LogitLens, logit_lens
 from replab.lenses.shortcut import LinearShortcut
 from replab.lenses.train import lens_loss, train
 from replab.lenses.tuned import TunedLens, TunedLensConfig
 
 __all__ = ["Lens", "LogitLens", "TunedLens", "TunedLensConfig", "LinearShortcut", "AttentionLens",
-           "AttentionLensConfig", "logit_lens", "train", "evaluate", "load", "lens_loss", "resid_hook", "final_hook"]
+           "AttentionLensConfig", "logit_lens", "train", "evaluate", "head_top_tokens", "head_truth", "head_facts", "answer_ids", "load", "lens_loss", "resid_hook", "final_hook"]
