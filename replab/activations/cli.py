@@ -32,16 +32,23 @@ def register(subparsers) -> None:
 
 
 def _capture(args: argparse.Namespace) -> int:
-    from replab import distributed
-    from replab.activations.capture import capture
-    from replab.models.sources import as_corpus
     from replab.datasets import load
-    from replab.models import load_model
+    from replab.models.catalogue import check_hooks, checkpoint_path
 
+    # everything visible without the model is checked first, before torch is imported
     _check_positive(batch_size=args.batch_size, shard_mb=args.shard_mb, max_tokens=args.max_tokens,
                     context=args.context)
-    # the source first: a missing or malformed file is reported before the model is loaded
-    source = load(args.prompts, split=args.split) if args.prompts else as_corpus(load(args.text, split=args.split))
+    loaded = load(args.prompts if args.prompts else args.text, split=args.split)
+    local = checkpoint_path(args.model)
+    if local is not None:
+        check_hooks(local, args.hooks)
+
+    from replab import distributed
+    from replab.activations.capture import capture
+    from replab.models import load_model
+    from replab.models.sources import as_corpus
+
+    source = loaded if args.prompts else as_corpus(loaded)
     model = load_model(args.model, device=args.device or distributed.default_device())
     store = capture(model, source, args.hooks, positions=args.positions, out=args.out, dtype=args.dtype,
                     batch_size=args.batch_size, max_tokens=args.max_tokens, context=args.context,

@@ -1,34 +1,46 @@
-"""Hooked models: loading, the hook-name catalogue, the forward primitive, tokenisation and interventions."""
+"""Hooked models: loading, the hook-name catalogue, the forward primitive, tokenisation and interventions.
 
-from replab.models.forward import ForwardBatch, hook_widths, jacobian, run_batches
-from replab.models.hooks import hook_layer, hook_names, resolve_hooks
-from replab.identity import model_id, weights_hash
-from replab.models.interventions import ablate_direction, add_direction, intervene, patch_activations, splice
-from replab.models.loading import load_model
-from replab.models.positions import Positions
-from replab.models.sources import as_source
-from replab.models.tokens import TokenBatch, pad_token_ids, subject_last_index, tokenize
+Names are imported on first use (PEP 562), so a torch-free submodule such as
+``replab.models.catalogue`` can be imported by the CLI without importing torch.
+"""
 
-__all__ = [
-    "load_model",
-    "run_batches",
-    "jacobian",
-    "ForwardBatch",
-    "hook_widths",
-    "Positions",
-    "as_source",
-    "hook_names",
-    "resolve_hooks",
-    "hook_layer",
-    "model_id",
-    "weights_hash",
-    "tokenize",
-    "pad_token_ids",
-    "TokenBatch",
-    "subject_last_index",
-    "intervene",
-    "ablate_direction",
-    "add_direction",
-    "patch_activations",
-    "splice",
-]
+from importlib import import_module
+from typing import Any
+
+_LAZY = {
+    "run_batches": "replab.models.forward",
+    "ForwardBatch": "replab.models.forward",
+    "hook_widths": "replab.models.forward",
+    "jacobian": "replab.models.forward",
+    "hook_names": "replab.models.hooks",
+    "resolve_hooks": "replab.models.hooks",
+    "hook_layer": "replab.models.hooks",
+    "model_id": "replab.identity",
+    "weights_hash": "replab.identity",
+    "intervene": "replab.models.interventions",
+    "ablate_direction": "replab.models.interventions",
+    "add_direction": "replab.models.interventions",
+    "patch_activations": "replab.models.interventions",
+    "splice": "replab.models.interventions",
+    "load_model": "replab.models.loading",
+    "Positions": "replab.models.positions",
+    "as_source": "replab.models.sources",
+    "tokenize": "replab.models.tokens",
+    "pad_token_ids": "replab.models.tokens",
+    "TokenBatch": "replab.models.tokens",
+    "subject_last_index": "replab.models.tokens",
+}
+
+__all__ = list(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'replab.models' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

@@ -3,17 +3,13 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import torch
 
 from replab import plugins
 from replab.dtypes import parse_dtype
 from replab.errors import ModelLoadError
-
-def checkpoint_dir(name: str) -> Path:
-    """Where a model name lives on disk: a registered checkpoint (``replab.plugins``), or the path itself."""
-    return plugins.checkpoint(name) or Path(name).expanduser()
+from replab.models.catalogue import checkpoint_dir
 
 
 def load_model(name_or_path: str | os.PathLike, *, device: str | None = None, dtype: str | torch.dtype | None = None):

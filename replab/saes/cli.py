@@ -6,18 +6,20 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-# CLI flag -> (config field, architectures that take it)
-_ARCH_FLAGS = {
-    "k": ("k", ("topk", "batchtopk", "matching_pursuit")),
-    "l1_coefficient": ("l1_coefficient", ("standard",)),
-    "l0_coefficient": ("l0_coefficient", ("jumprelu",)),
-    "bandwidth": ("bandwidth", ("jumprelu",)),
-    "residual_threshold": ("residual_threshold", ("matching_pursuit",)),
-}
+# fields of SAEConfig itself are set by the trainer (d_in, d_sae) or by their own flags, not per architecture
+_COMMON = ("d_in", "d_sae", "dtype", "device", "apply_b_dec_to_input", "normalize_activations")
+
+
+def _arch_configs() -> dict[str, type]:
+    """Each architecture's config class, the default (topk) first."""
+    from replab.saes.registry import architectures, get
+
+    return {name: get(name).config_class for name in sorted(architectures(), key=lambda a: (a != "topk", a))}
 
 
 def register(subparsers) -> None:
     """Add the ``train-sae`` subcommand to a ``argparse`` subparsers object."""
+    from replab.configs import add_variant_flags
     from replab.saes.registry import architectures
 
     p = subparsers.add_parser(
@@ -36,11 +38,8 @@ def register(subparsers) -> None:
     p.add_argument("--arch", default="topk", choices=architectures(), help="SAE architecture (default topk)")
     p.add_argument("--d-sae", type=int, required=True, help="number of latents")
     p.add_argument("--out", help="run directory (default: <store parent>/sae-<arch>)")
-    p.add_argument("--k", type=int, help="latents per token (topk, batchtopk) or pursuit steps (matching_pursuit)")
-    p.add_argument("--l1-coefficient", type=float, help="L1 weight (standard)")
-    p.add_argument("--l0-coefficient", type=float, help="L0 weight (jumprelu)")
-    p.add_argument("--bandwidth", type=float, help="STE bandwidth (jumprelu)")
-    p.add_argument("--residual-threshold", type=float, help="inference stop threshold (matching_pursuit)")
+    # architecture settings: one flag per field of the architectures' config dataclasses (replab.configs)
+    p.set_defaults(arch_flags=add_variant_flags(p, _arch_configs(), skip=_COMMON))
     p.add_argument("--steps", type=int, help="optimiser steps (default: one epoch)")
     p.add_argument("--tokens", type=int, help="tokens (rows) to train on, instead of --steps")
     p.add_argument("--lr", type=float, help="learning rate (default 2e-4 / sqrt(d_sae / 2^14))")
@@ -58,17 +57,9 @@ def register(subparsers) -> None:
 
 
 def _arch_config(args: argparse.Namespace) -> dict[str, Any]:
-    from replab.errors import DataError
+    from replab.configs import variant_values
 
-    config = {}
-    for flag, (field, archs) in _ARCH_FLAGS.items():
-        value = getattr(args, flag)
-        if value is None:
-            continue
-        if args.arch not in archs:
-            raise DataError(f"--{flag.replace('_', '-')} applies to {', '.join(archs)}, not --arch {args.arch}.")
-        config[field] = value
-    return config
+    return variant_values(args, args.arch_flags, args.arch, flag_of="--arch")
 
 
 def _load_model(args: argparse.Namespace, store):
@@ -102,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
     store = ActivationStore.open(args.store)
     model = _load_model(args, store)
     out = Path(args.out) if args.out else Path(store.path).parent / f"sae-{args.arch}"
-    config = {"command": "train-sae", **{k: v for k, v in vars(args).items() if k != "func"}}
+    config = {"command": "train-sae", **{k: v for k, v in vars(args).items() if k not in ("func", "arch_flags")}}
     settings = dict(
         architecture=args.arch, d_sae=args.d_sae, model=model, arch_config=_arch_config(args), run_config=config,
         steps=args.steps, tokens=args.tokens, lr=args.lr, batch_size=args.batch_size, seed=args.seed,

@@ -1,0 +1,52 @@
+"""Start-up cost of small replab commands: medians of N wall-clock runs, each in a fresh interpreter.
+
+Run: ``PYTHONPATH=. python benchmarks/bench_startup.py [--repeats 3]`` (results go in docs/benchmarks.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+
+def _cases(tmp: Path) -> dict[str, list[str]]:
+    py = sys.executable
+    cli = [py, "-m", "replab"]
+    prompts = tmp / "p.jsonl"
+    prompts.write_text('{"text": "a b c", "label": 0}\n')
+    return {
+        "replab --help": [*cli, "--help"],
+        "capture, hook typo": [*cli, "capture", "--model", "world", "--hooks", "blocks.0.hook_resid_pots",
+                               "--prompts", str(prompts), "--out", str(tmp / "s1")],
+        "capture, missing prompts": [*cli, "capture", "--model", "world", "--hooks", "blocks.0.hook_resid_post",
+                                     "--prompts", str(tmp / "missing.jsonl"), "--out", str(tmp / "s2")],
+        "load_model('world')": [py, "-c", "import replab; replab.load_model('world')"],
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    import torch
+
+    print(f"python {platform.python_version()}, torch {torch.__version__}, {platform.machine()}, "
+          f"{platform.processor() or platform.node()}")
+    with tempfile.TemporaryDirectory() as d:
+        for name, cmd in _cases(Path(d)).items():
+            times, rc = [], None
+            for _ in range(args.repeats):
+                t0 = time.perf_counter()
+                rc = subprocess.run(cmd, capture_output=True).returncode
+                times.append(time.perf_counter() - t0)
+            print(f"| {name} | {statistics.median(times):.2f} s | exit {rc} |")
+
+
+if __name__ == "__main__":
+    main()

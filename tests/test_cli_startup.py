@@ -1,0 +1,56 @@
+"""Start-up: ``replab --help`` and argument errors never import torch; the config-derived hook catalogue
+equals the loaded model's (so the pre-load hook check accepts and refuses exactly what ``capture`` would)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+_PROBE = """
+import sys
+from replab.cli import main
+try:
+    rc = main(sys.argv[1:])
+except SystemExit as exc:
+    rc = exc.code
+print(json.dumps({"rc": rc, "torch": "torch" in sys.modules, "tl": "transformer_lens" in sys.modules}))
+"""
+
+
+def _run(*argv: str) -> tuple[dict, str]:
+    out = subprocess.run([sys.executable, "-c", "import json\n" + _PROBE, *argv], capture_output=True, text=True)
+    return json.loads(out.stdout.strip().splitlines()[-1]), out.stderr
+
+
+@pytest.mark.parametrize("argv, rc, message", [
+    (["--help"], 0, ""),
+    (["capture", "--model", "world", "--hooks", "blocks.0.hook_resid_pots", "--prompts", "{good}", "--out", "{out}"],
+     2, "Close matches: blocks.0.hook_resid_post"),
+    (["capture", "--model", "world", "--hooks", "blocks.0.hook_resid_post", "--prompts", "{missing}", "--out",
+      "{out}"], 2, "missing.jsonl does not exist"),
+    (["capture", "--model", "world", "--hooks", "blocks.9.hook_resid_post", "--prompts", "{good}", "--out", "{out}"],
+     2, "matches nothing"),
+    (["capture", "--model", "world", "--hooks", "x", "--prompts", "{good}", "--batch-size", "0", "--out", "{out}"],
+     2, "--batch-size must be positive"),
+])
+def test_no_torch_before_the_error(tmp_path, argv, rc, message):
+    good = tmp_path / "good.jsonl"
+    good.write_text('{"text": "The movie was great.", "label": 1}\n')
+    fill = {"good": good, "missing": tmp_path / "missing.jsonl", "out": tmp_path / "store"}
+    result, err = _run(*[a.format(**fill) for a in argv])
+    assert result == {"rc": rc, "torch": False, "tl": False}, err
+    assert message in err and "Traceback" not in err
+    assert not (tmp_path / "store").exists()
+
+
+def test_catalogue_from_config_equals_loaded_model(world_model, tiny_checkpoint, tiny_model):
+    from replab.models import hook_names, resolve_hooks
+    from replab.models.catalogue import checkpoint_hook_names, checkpoint_path
+
+    for name, model in (("world", world_model), (tiny_checkpoint, tiny_model)):
+        names, aliases = checkpoint_hook_names(checkpoint_path(name))
+        assert names == hook_names(model)
+        assert aliases | set(names) == set(model.hook_dict) | set(names)
