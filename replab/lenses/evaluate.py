@@ -12,10 +12,11 @@ import torch
 
 from replab.lenses.attention import AttentionLens
 from replab.lenses.base import Lens, final_hook
+from replab.protocols import HookedModel
 
 
 @torch.no_grad()
-def evaluate(lens: Lens, model, data, *, batch_size: int = 16, positions: str = "all", context: int | None = None,
+def evaluate(lens: Lens, model: HookedModel, data, *, batch_size: int = 16, positions: str = "all", context: int | None = None,
              max_tokens: int | None = None, progress: bool = False) -> pd.DataFrame:
     """Score ``lens`` against the model's own output on ``data`` (anything ``run_batches`` reads).
 

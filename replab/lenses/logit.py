@@ -14,6 +14,7 @@ import torch
 
 from replab.errors import DataError
 from replab.lenses.base import Lens
+from replab.protocols import HookedModel
 
 
 @dataclass(frozen=True)
@@ -33,7 +34,7 @@ def _decode(model, ids) -> list[str]:
 
 
 @torch.no_grad()
-def logit_lens(model, text: str) -> pd.DataFrame:
+def logit_lens(model: HookedModel, text: str) -> pd.DataFrame:
     """Decode every block's output at every position of ``text`` (logit lens).
 
     ``blocks.{l}.hook_resid_post`` ``[seq, d_model]`` goes through ``model.ln_final`` and the

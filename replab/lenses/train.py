@@ -33,6 +33,7 @@ from replab.lenses.logit import LogitLens
 from replab.lenses.loss import kl_backward
 from replab.lenses.shortcut import LinearShortcut
 from replab.lenses.tuned import TunedLens, TunedLensConfig
+from replab.protocols import HookedModel
 
 
 def _make(kind: str, model, form: str | None) -> Lens:
@@ -95,7 +96,7 @@ def _step(lens: Lens, opt: torch.optim.Optimizer, acts: dict[str, torch.Tensor],
     return float(reported)
 
 
-def train(kind: str, model, data, *, steps: int = 250, batch_size: int = 1024, lr: float | None = None,
+def train(kind: str, model: HookedModel, data, *, steps: int = 250, batch_size: int = 1024, lr: float | None = None,
           weight_decay: float = 1e-3, momentum: float = 0.9, warmup: int | None = None, form: str | None = None,
           positions: str | None = None, context: int | None = None, seed: int = 0, out: str | os.PathLike | None = None,
           checkpoint_every: int | None = None, resume: bool = False, keep_checkpoints: int = 2,

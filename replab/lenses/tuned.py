@@ -8,7 +8,6 @@ to minimise KL(final-layer distribution || lens distribution) at every position.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +16,7 @@ import numpy as np
 import torch
 
 from replab.errors import DataError
+from replab.fileio import read_json, write_json
 from replab.lenses.base import Lens, n_layers, unembedding
 
 TUNED_LENS_FORMAT = "tuned-lens"
@@ -83,14 +83,14 @@ class TunedLens(Lens):
         config = {"base_model_name_or_path": model_id(self.model), "d_model": int(self.model.cfg.d_model),
                   "num_hidden_layers": self.n_layers, "bias": self.config.bias, "base_model_revision": None,
                   "unembed_hash": unembed_hash(self.model), "lens_type": "linear_tuned_lens"}
-        (path / "config.json").write_text(json.dumps(config))
+        write_json(path / "config.json", config, indent=None)
         return path
 
     @classmethod
     def load_tuned_lens(cls, path: str | os.PathLike, model) -> "TunedLens":
         """Read a lens saved by tuned-lens 0.2 (``config.json`` + ``params.pt``, ``weights_only=True``)."""
         path = Path(path)
-        config = json.loads((path / "config.json").read_text())
+        config = read_json(path / "config.json", "tuned-lens config", fix="save the lens again", error=DataError)
         if config.get("lens_type", "linear_tuned_lens") != "linear_tuned_lens":
             raise DataError(f"{path} holds a tuned-lens {config['lens_type']!r}; only linear_tuned_lens is supported.")
         if (config["num_hidden_layers"], config["d_model"]) != (n_layers(model), int(model.cfg.d_model)):

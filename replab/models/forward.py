@@ -27,6 +27,7 @@ from replab.models.hooks import resolve_hooks
 from replab.models.interventions import Edit, intervene
 from replab.models.positions import PositionFn, Positions
 from replab.models.sources import Data, Source, as_source
+from replab.protocols import HookedModel
 
 Take = Callable[[str, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 RowEdit = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -160,7 +161,7 @@ def _edits(model, edits: Mapping[str, Edit | RowEdit] | None, edit_positions, it
 
 
 def run_batches(
-    model,
+    model: HookedModel,
     data: Data | Source,
     hooks: str | Sequence[str] = (),
     *,

@@ -27,6 +27,7 @@ from replab.probes.figures import probe_figures
 from replab.probes.folds import make_folds
 from replab.probes.logistic import LogisticProbe
 from replab.probes.mdl import online_codelength
+from replab.protocols import ActivationSource
 
 def top_row(table: pd.DataFrame, probe: str | None = None) -> pd.Series:
     """The best task row of a sweep table (optionally of one probe type): highest mean, ties
@@ -168,7 +169,7 @@ def _hook_batches(data: _Data, hooks: list[str], per_batch: int | None, device) 
 
 
 def sweep(
-    store,
+    store: ActivationSource,
     hooks: str | Sequence[str] | None = None,
     probes: Sequence[str | Probe] = ("logistic",),
     target="label",

@@ -21,6 +21,7 @@ from replab.relations.data import Relation, Sample
 from replab.relations.evaluate import Score, _rate, apply_deltas, edit_pairs, test_set
 from replab.relations.lre import LRE, fit_lre
 from replab.relations.states import Prompts, build_prompts, layer_hook, states
+from replab.protocols import HookedModel
 
 BASELINES = ("mean", "logistic", "ridge")
 
@@ -56,7 +57,7 @@ def test_template(relation: Relation) -> str:
     return (relation.heldout_templates or relation.prompt_templates[1:] or relation.prompt_templates)[0]
 
 
-def fit_concepts(model, relation: Relation, *, subject_layer: int, object_layer: int, rank: int = 8,
+def fit_concepts(model: HookedModel, relation: Relation, *, subject_layer: int, object_layer: int, rank: int = 8,
                  method: str = "lrc", n_train: int = 8, seed: int = 0) -> Concepts:
     """Concept directions for every object of ``relation``, from its samples in the first template.
 

@@ -8,13 +8,13 @@ states other samples as examples, one per line, then asks about its own subject.
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from replab.errors import DataError
+from replab.fileio import read_json, write_json
 
 SEPARATOR = "\n"
 
@@ -122,12 +122,8 @@ def load(path: str | os.PathLike) -> Relation:
         DataError: missing file, bad JSON, no samples, a template without ``{}``.
     """
     p = Path(path)
-    if not p.is_file():
-        raise DataError(f"Relation file {p} does not exist.")
-    try:
-        obj = json.loads(p.read_text())
-    except json.JSONDecodeError as exc:
-        raise DataError(f"Relation file {p} is not valid JSON ({exc}).") from None
+    obj = read_json(p, "Relation file", fix="give the path of a relation JSON file in the LRE paper's format "
+                    "(name, prompt_templates, samples)", error=DataError)
     return from_dict(obj, str(p))
 
 
@@ -146,7 +142,7 @@ def save(relation: Relation, path: str | os.PathLike) -> Path:
     if any(s.fields for s in relation.samples):
         raise DataError(f"Relation {relation.name!r} has per-sample template slots the paper's format cannot hold.")
     p = Path(path)
-    p.write_text(json.dumps(to_dict(relation), indent=2))
+    write_json(p, to_dict(relation), indent=2)
     return p
 
 

@@ -16,6 +16,7 @@ from tqdm.auto import tqdm
 from replab.relations.data import Relation, Sample
 from replab.relations.lre import LRE, Split, fit_lre, split
 from replab.relations.states import Prompts, build_prompts, decode, object_token, states
+from replab.protocols import HookedModel
 
 
 @dataclass(frozen=True)
@@ -58,7 +59,7 @@ def test_set(model, relation: Relation, lre: LRE, samples: tuple[Sample, ...] | 
     return TestSet(prompts, h, z, target, logits.argmax(-1) == target)
 
 
-def faithfulness(lre: LRE, model, relation: Relation, *, k: int = 1, tests: TestSet | None = None) -> Score:
+def faithfulness(lre: LRE, model: HookedModel, relation: Relation, *, k: int = 1, tests: TestSet | None = None) -> Score:
     """Recall@k of the LRE's decoded object over test samples the model answers correctly."""
     t = tests or test_set(model, relation, lre)
     top = decode(model, lre(t.h[t.correct])).topk(k, dim=-1).indices
@@ -88,7 +89,7 @@ def apply_deltas(model, prompts: Prompts, hook: str, delta: torch.Tensor) -> tor
     return states(model, prompts, hook, logits=True, edits={hook: edit})[2]
 
 
-def causality(lre: LRE, model, relation: Relation, *, rank: int | None = None, tests: TestSet | None = None) -> Score:
+def causality(lre: LRE, model: HookedModel, relation: Relation, *, rank: int | None = None, tests: TestSet | None = None) -> Score:
     """Rate at which Δh = W_r⁺(z′ − z) at the subject's last token makes the model output the target object."""
     t = tests or test_set(model, relation, lre)
     pairs = edit_pairs(t)
@@ -102,7 +103,7 @@ def causality(lre: LRE, model, relation: Relation, *, rank: int | None = None, t
     return _rate(logits.argmax(-1) == t.target[dst], len(t.target))
 
 
-def sweep(model, relation: Relation, *, layers=None, betas=(0.5, 1, 2, 3, 5), ranks=None, n_train: int = 8,
+def sweep(model: HookedModel, relation: Relation, *, layers=None, betas=(0.5, 1, 2, 3, 5), ranks=None, n_train: int = 8,
           seed: int = 0, method: str = "jacobian", progress: bool = True) -> list[dict]:
     """Faithfulness per (layer, β) and causality per (layer, rank): rows for one table.
 

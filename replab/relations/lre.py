@@ -17,8 +17,10 @@ from pathlib import Path
 import torch
 
 from replab.errors import DataError
+from replab.fileio import read_tensor_metadata, read_tensors, require, write_tensors
 from replab.relations.data import Relation, Sample
 from replab.relations.states import build_prompts, decode, jacobians, layer_hook, states
+from replab.protocols import HookedModel
 
 METHODS = ("jacobian", "regression", "identity", "translation")
 
@@ -86,32 +88,29 @@ class LRE:
 
     def save(self, path: str | os.PathLike) -> Path:
         """``lre.safetensors`` with W, b and the settings as metadata."""
-        from safetensors.torch import save_file
-
         p = Path(path)
         meta = {"beta": str(self.beta), "subject_layer": str(self.subject_layer), "object_layer": str(self.object_layer),
                 "subject_hook": self.subject_hook, "object_hook": self.object_hook, "relation": self.relation,
                 "method": self.method, "train": json.dumps([[s.subject, s.object, list(s.fields)] for s in self.train])}
-        save_file({"W": self.W.contiguous(), "b": self.b.contiguous()}, str(p), metadata=meta)
+        write_tensors(p, {"W": self.W, "b": self.b}, metadata=meta)
         return p
 
 
 def load_lre(path: str | os.PathLike) -> LRE:
     """Read an LRE written by ``LRE.save``."""
-    from safetensors import safe_open
-
     p = Path(path)
-    if not p.is_file():
-        raise DataError(f"LRE file {p} does not exist.")
-    with safe_open(str(p), "pt") as f:
-        m = f.metadata() or {}
-        W, b = f.get_tensor("W"), f.get_tensor("b")
+    fix = "save the LRE again with lre.save(path) or `replab relations fit`"
+    tensors = read_tensors(p, "LRE file", keys=("W", "b"), fix=fix, error=DataError)
+    m = read_tensor_metadata(p, "LRE file", fix=fix, error=DataError)
+    for key in ("beta", "subject_layer", "object_layer", "subject_hook", "object_hook", "relation", "method"):
+        require(m, key, p, fix=fix, error=DataError)
+    W, b = tensors["W"], tensors["b"]
     train = tuple(Sample(s, o, tuple(tuple(x) for x in fields)) for s, o, fields in json.loads(m.get("train", "[]")))
     return LRE(W, b, float(m["beta"]), int(m["subject_layer"]), int(m["object_layer"]), m["subject_hook"],
                m["object_hook"], m["relation"], m["method"], train)
 
 
-def fit_lre(model, relation: Relation, *, subject_layer: int, object_layer: int | None = None, n_train: int = 8,
+def fit_lre(model: HookedModel, relation: Relation, *, subject_layer: int, object_layer: int | None = None, n_train: int = 8,
             beta: float = 1.0, method: str = "jacobian", seed: int = 0, train: tuple[Sample, ...] | None = None,
             batch_size: int = 8) -> LRE:
     """Fit an LRE of ``relation`` from ``subject_layer`` to ``object_layer`` (default: the last).
