@@ -14,7 +14,7 @@ How a command adopts it (the lens and relation commands can do the same)::
 
 Each field ``snake_case`` becomes ``--snake-case`` with the field's default; the type comes from the
 annotation (``int``, ``float``, ``str``, ``bool`` as ``--x/--no-x``, ``X | None``); the help text is the
-field's ``metadata["help"]``, else its line in the class docstring's ``Attributes:`` section. Fields of other types (tuples, dicts) are skipped and keep their
+field's ``metadata["help"]`` (``metadata["choices"]`` restricts the values), else its line in the class docstring's ``Attributes:`` section. Fields of other types (tuples, dicts) are skipped and keep their
 defaults. This module imports nothing heavy, so ``replab --help`` stays cheap.
 """
 
@@ -61,13 +61,14 @@ def field_help(cls: type) -> dict[str, str]:
 
 
 def _add_flag(parser: argparse.ArgumentParser, name: str, kind: type, default: Any, text: str,
-              required: bool = False) -> None:
+              required: bool = False, choices: tuple | None = None) -> None:
     flag = f"--{name.replace('_', '-')}"
     text = text.replace("%", "%%")
     if kind is bool:
         parser.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, default=default, help=text)
     else:
-        parser.add_argument(flag, dest=name, type=kind, default=default, required=required, help=text)
+        parser.add_argument(flag, dest=name, type=kind, default=default, required=required, help=text,
+                            choices=choices)
 
 
 def add_config_flags(parser: argparse.ArgumentParser, cls: type, *, skip: tuple[str, ...] = ()) -> list[str]:
@@ -82,7 +83,7 @@ def add_config_flags(parser: argparse.ArgumentParser, cls: type, *, skip: tuple[
             default = f.default_factory()
         required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
         text = helps[f.name] + (f" (default {default})" if default is not None else "")
-        _add_flag(parser, f.name, _scalar_type(hints[f.name]), default, text, required)
+        _add_flag(parser, f.name, _scalar_type(hints[f.name]), default, text, required, f.metadata.get("choices"))
         added.append(f.name)
     return added
 

@@ -14,6 +14,7 @@ from typing import Any
 # imported on first use, so ``replab capture`` can check its arguments before torch loads
 _LAZY = {
     "capture": "replab.activations.capture",
+    "CaptureConfig": "replab.activations.config",
     "ActivationStore": "replab.activations.store",
     "ShardedArray": "replab.activations.arrays",
     "verify": "replab.activations.store",

@@ -12,6 +12,7 @@ import torch
 
 from replab import distributed
 from replab.activations import shards
+from replab.activations.config import CaptureConfig
 from replab.activations.store import ActivationStore
 from replab.datasets import PromptSet, TextCorpus
 from replab.errors import DataError, StoreError
@@ -130,14 +131,14 @@ def capture(
     source: PromptSet | TextCorpus | str | os.PathLike,
     hooks: str | list[str],
     *,
-    positions: str | PositionFn = "all",
+    positions: str | PositionFn = CaptureConfig.positions,
     out: str | os.PathLike,
-    dtype: str = "float32",
-    batch_size: int = 32,
-    max_tokens: int | None = None,
-    context: int | None = None,
-    shard_mb: float = 64,
-    resume: bool = True,
+    dtype: str = CaptureConfig.dtype,
+    batch_size: int = CaptureConfig.batch_size,
+    max_tokens: int | None = CaptureConfig.max_tokens,
+    context: int | None = CaptureConfig.context,
+    shard_mb: float = CaptureConfig.shard_mb,
+    resume: bool = CaptureConfig.resume,
     item_range: tuple[int, int] | None = None,
 ) -> ActivationStore:
     """Capture activations of ``hooks`` at ``positions`` into an activation store at ``out``.

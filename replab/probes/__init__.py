@@ -11,6 +11,7 @@
 """
 
 from replab.probes.base import PROBES, Probe, ProbeNotFittedError, make_probe, probe_types
+from replab.probes.config import SweepConfig
 from replab.probes.baselines import control_labels, shuffled_labels
 from replab.probes.causal import ablate, causal_check, causal_effect, random_directions, steer
 from replab.probes.runkind import probe_store
@@ -26,6 +27,7 @@ load = load_probe
 
 __all__ = [
     "Probe",
+    "SweepConfig",
     "LogisticProbe",
     "RidgeProbe",
     "MeanDiffProbe",

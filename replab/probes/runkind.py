@@ -17,6 +17,7 @@ from typing import Any
 
 from replab.errors import DataError, StoreError
 from replab.runs import RunKind, metric_summary
+from replab.probes.config import SweepConfig
 
 KIND = RunKind(
     name="probe", title="Probes", page="3_Probes",
@@ -90,10 +91,12 @@ def _sweep(store, hooks, **settings):
                        config={**parts[0].config, "hooks": every, "world_size": distributed.world_size()})
 
 
-def probe_store(store, out, *, probes=("logistic",), target=None, hooks=None, cv: int = 5, groups=None,
-                control: bool = True, shuffled: bool = True, control_by=None, mdl: bool = False,
-                causal: bool = False, causal_probe: str | None = None, answer_tokens=None, n_random: int = 3,
-                seed: int = 0, device=None, layers_per_batch: int | None = None, model=None, prompts=None):
+def probe_store(store, out, *, probes=("logistic",), target=None, hooks=None, cv: int = SweepConfig.cv,
+                groups=SweepConfig.groups, control: bool = SweepConfig.control, shuffled: bool = SweepConfig.shuffled,
+                control_by=SweepConfig.control_by, mdl: bool = SweepConfig.mdl, causal: bool = False,
+                causal_probe: str | None = None, answer_tokens=None, n_random: int = 3, seed: int = SweepConfig.seed,
+                device=SweepConfig.device, layers_per_batch: int | None = SweepConfig.layers_per_batch, model=None,
+                prompts=None):
     """Sweep probes over a store and write the run directory described in this module's docstring.
 
     ``target`` defaults to ``"target"`` for ridge and ``"label"`` otherwise. With ``causal``,

@@ -23,6 +23,7 @@ from replab.errors import DataError, HookNameError
 from replab.models.hooks import expand_patterns, hook_layer
 from replab.probes.base import Probe, as_features, as_values, encode_labels, make_probe
 from replab.probes.baselines import control_labels, shuffled_labels
+from replab.probes.config import SweepConfig
 from replab.probes.figures import probe_figures
 from replab.probes.folds import make_folds
 from replab.probes.logistic import LogisticProbe
@@ -173,16 +174,16 @@ def sweep(
     hooks: str | Sequence[str] | None = None,
     probes: Sequence[str | Probe] = ("logistic",),
     target="label",
-    cv: int = 5,
-    groups=None,
+    cv: int = SweepConfig.cv,
+    groups=SweepConfig.groups,
     *,
-    control: bool = True,
-    shuffled: bool = True,
-    control_by=None,
-    mdl: bool = False,
-    seed: int = 0,
-    device: str | torch.device | None = None,
-    layers_per_batch: int | None = None,
+    control: bool = SweepConfig.control,
+    shuffled: bool = SweepConfig.shuffled,
+    control_by=SweepConfig.control_by,
+    mdl: bool = SweepConfig.mdl,
+    seed: int = SweepConfig.seed,
+    device: str | torch.device | None = SweepConfig.device,
+    layers_per_batch: int | None = SweepConfig.layers_per_batch,
     progress: bool = True,
 ) -> SweepResult:
     """Cross-validate every probe on every hook, with control-task and shuffled-label baselines.
