@@ -30,6 +30,15 @@ def checkpoint_dirs(run_dir: str | Path) -> list[Path]:
     return sorted(p for p in root.glob("step_*") if (p / STATE_FILE).is_file()) if root.is_dir() else []
 
 
+def latest_state(run_dir: str | Path) -> tuple[dict[str, Any], Path] | None:
+    """``(state.json, directory)`` of the newest checkpoint, without loading tensors (None when there is none).
+
+    Lets a trainer refuse an incompatible checkpoint before it writes anything into the run directory.
+    """
+    found = checkpoint_dirs(run_dir)
+    return (read_json(found[-1] / STATE_FILE, "Checkpoint state", fix=_FIX), found[-1]) if found else None
+
+
 def save_checkpoint(run_dir: str | Path, step: int, module: torch.nn.Module, opt: torch.optim.Optimizer,
                     state: dict[str, Any], *, extra: Mapping[str, torch.Tensor] | None = None, keep: int = 2) -> Path:
     """Write checkpoint ``step`` (``extra``: more tensors to keep) and delete all but the ``keep`` newest."""

@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"replab: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("replab: interrupted", file=sys.stderr)
+        print("replab: interrupted; what was written is kept: run the same command again to resume", file=sys.stderr)
         return 130
     return 0
 

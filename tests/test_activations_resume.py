@@ -20,7 +20,8 @@ CONTEXT, BATCH = 8, 3  # a batch is 24 rows, so shards end inside batches
 
 # Runs the CLI in a child process and freezes it at a chosen moment, for the parent to SIGKILL:
 #   "after_rename": shard N is renamed into place but the manifest does not list it yet;
-#   "mid_shard":    shard N is half written in its temporary directory.
+#   "mid_shard":    shard N is half written in its temporary directory;
+#   "sigint":       as mid_shard, through ``replab.cli.main``, for the parent to interrupt with SIGINT (Ctrl-C).
 CHILD = textwrap.dedent("""
     import sys, time
     from replab.activations import cli, shards
@@ -39,13 +40,16 @@ CHILD = textwrap.dedent("""
                 freeze()
             return write_json(self, rel, obj)
         Run.write_json = hooked
-    else:
+    else:  # mid_shard, sigint
         append = shards.ShardWriter.append
         def hooked(self, *args, **kwargs):
             append(self, *args, **kwargs)
             if len(self.manifest["shards"]) == n and self.pending_rows:
                 freeze()
         shards.ShardWriter.append = hooked
+    if mode == "sigint":  # through the real entry point, which turns Ctrl-C into a clean exit
+        from replab.cli import main
+        sys.exit(main(argv))
     parser = argparse.ArgumentParser()
     cli.register(parser.add_subparsers())
     args = parser.parse_args(argv)
@@ -102,6 +106,28 @@ def test_sigkilled_capture_resumes_to_identical_bytes(tiny_checkpoint, tiny_mode
     resumed = _capture(tiny_model, corpus, out)
     assert _files(out) == _files(ref.path)
     assert resumed.metadata.equals(ref.metadata)
+
+
+def test_interrupted_capture_exits_cleanly_and_resumes_to_identical_bytes(tiny_checkpoint, tiny_model, reference,
+                                                                         tmp_path):
+    """Ctrl-C mid-capture: exit 130 with one line (no traceback); the rerun resumes to the uninterrupted store."""
+    corpus, ref = reference
+    out = tmp_path / "acts"
+    argv = ["capture", "--model", tiny_checkpoint, "--text", str(corpus), "--hooks", *HOOKS, "--out", str(out),
+            "--context", str(CONTEXT), "--batch-size", str(BATCH), "--shard-mb", repr(SHARD_MB)]
+    child = subprocess.Popen([sys.executable, "-c", CHILD, "sigint", "2", *argv], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True, cwd=Path(__file__).parent.parent)
+    assert child.stdout.readline().strip() == "frozen"
+    child.send_signal(signal.SIGINT)
+    _, err = child.communicate(timeout=120)
+    assert child.returncode == 130, err
+    assert "replab: interrupted" in err and "Traceback" not in err, err
+    with pytest.raises(StoreError, match="partial"):
+        ActivationStore.open(out)
+    from replab.cli import main
+
+    assert main(argv) == 0  # the same command again resumes
+    assert _files(out) == _files(ref.path)
 
 
 def test_verify_and_open_name_damaged_shards(tiny_model, reference, tmp_path):

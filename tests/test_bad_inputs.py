@@ -237,3 +237,33 @@ def test_single_class_labels(label_stores, files, capsys):
     with pytest.raises(ReplabError, match="class"):
         replab.probes.sweep(replab.ActivationStore.open(store))
     assert _tree_hash(store) == before
+
+
+def test_sae_and_probe_directories_of_another_width(files, capsys, tmp_path):
+    """An SAE or probe saved for another activation width is refused by name, in the API and on resume."""
+    import numpy as np
+
+    import replab
+    from replab import saes
+    from replab.cli import main
+    from replab.probes import LogisticProbe
+
+    hook = "blocks.0.hook_resid_post"
+    store = replab.ActivationStore.open(files["store"])
+    d, before = store.d(hook), _tree_hash(files["store"])
+    saes.create("topk", d_in=d + 3, d_sae=8, k=2).save(tmp_path / "sae")
+    with pytest.raises(ReplabError, match=rf"width {d} but the SAE expects d_in={d + 3}"):
+        saes.evaluate(saes.load(tmp_path / "sae"), store, hook=hook)
+    rng = np.random.default_rng(0)
+    LogisticProbe().fit(rng.standard_normal((20, d + 3)), np.arange(20) % 2, hook="elsewhere").save(tmp_path / "p")
+    with pytest.raises(ReplabError, match=rf"X has {d} features, but LogisticProbe is expecting {d + 3}.*'elsewhere'"):
+        LogisticProbe.load(tmp_path / "p").predict(store[hook])
+
+    argv = ["train-sae", "--store", files["store"], "--hook", hook, "--arch", "topk", "--k", "2", "--steps", "2",
+            "--batch-size", "4", "--no-model", "--checkpoint-every", "1", "--out", tmp_path / "run"]
+    assert main([str(a) for a in argv + ["--d-sae", "8"]]) == 0
+    capsys.readouterr()
+    run_before = _tree_hash(tmp_path / "run")
+    err = _cli(argv + ["--d-sae", "16", "--resume"], capsys)  # a run directory of an SAE of another shape
+    assert "d_sae=8" in err and "another --out" in err, err
+    assert _tree_hash(tmp_path / "run") == run_before and _tree_hash(files["store"]) == before

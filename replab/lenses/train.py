@@ -23,7 +23,7 @@ import torch
 from tqdm.auto import tqdm
 
 from replab import distributed
-from replab.checkpoints import load_checkpoint, save_checkpoint
+from replab.checkpoints import latest_state, load_checkpoint, save_checkpoint
 from replab.errors import DataError, RunDirError
 from replab.kernels import kl_from_hidden
 from replab.lenses.attention import AttentionLens, AttentionLensConfig
@@ -147,6 +147,11 @@ def train(kind: str, model: HookedModel, data, *, steps: int = 250, batch_size: 
         if isinstance(lens, LinearShortcut):
             raise DataError("The linear shortcut is a closed-form fit, not DDP training; run it in one process.")
         distributed.check_same(config, "lens training")
+    if resume and out is not None:  # refuse other settings before run.json is rewritten
+        found = latest_state(out)
+        if found is not None and found[0]["config"] != json.loads(json.dumps(config)):
+            raise RunDirError(f"The checkpoints in {out} were written by a run with other settings; resume "
+                              "with the same ones, or train into another --out.")
     run = None
     if out is not None and distributed.is_main():
         from replab.runs import Run
@@ -171,9 +176,6 @@ def train(kind: str, model: HookedModel, data, *, steps: int = 250, batch_size: 
         if resume:
             state = load_checkpoint(out, lens, opt)
             if state is not None:
-                if state["config"] != json.loads(json.dumps(config)):
-                    raise RunDirError(f"The checkpoints in {out} were written by a run with other settings; resume "
-                                      "with the same ones, or train into another --out.")
                 start, loss = state["step"], state["train_kl"]
         bar = tqdm(total=steps * batch_size, initial=start * batch_size, unit="tok", unit_scale=True,
                    desc=f"{kind} lens", disable=not progress)

@@ -36,6 +36,7 @@ def train_store_sae(store, *, architecture: str, d_sae: int, out: str | os.PathL
     from replab import distributed
     from replab.saes import analyze_features, create, evaluate, train
     from replab.saes.data import rows
+    from replab.saes.train import check_resume
     from replab.saes.evaluate import has_own_prompts
 
     source = rows(store, hook)
@@ -46,6 +47,8 @@ def train_store_sae(store, *, architecture: str, d_sae: int, out: str | os.PathL
     device = device or distributed.default_device()
     settings = dict(hook=source.hook, batch_size=batch_size, steps=steps, tokens=tokens, lr=lr, resume=resume,
                     seed=seed, normalize=normalize, checkpoint_every=checkpoint_every, device=device)
+    if resume:
+        check_resume(out, sae)  # before run.json is rewritten: a refused resume leaves the run as it was
     if not distributed.is_main():
         train(sae, store, out=out, progress=False, **settings)  # writes nothing; reads checkpoints to resume
         distributed.barrier()  # rank 0 has finished the run directory

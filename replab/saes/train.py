@@ -21,7 +21,7 @@ from typing import Any
 import torch
 
 from replab import distributed
-from replab.checkpoints import load_checkpoint, save_checkpoint
+from replab.checkpoints import latest_state, load_checkpoint, save_checkpoint
 from replab.errors import DataError, ReplabError, RunDirError
 from replab.runs import Run
 from replab.saes import io
@@ -146,6 +146,17 @@ def _global_sum(x: torch.Tensor) -> torch.Tensor:
     return distributed.all_reduce_sum(x.clone()) if distributed.world_size() > 1 else x
 
 
+def check_resume(out: str | os.PathLike | Run | None, sae: SAE) -> None:
+    """Refuse, before anything is written, to resume ``out``'s newest checkpoint with an SAE of another shape.
+
+    Raises:
+        RunDirError: the checkpoint is for another architecture, ``d_in`` or ``d_sae`` (the message names both).
+    """
+    found = None if out is None else latest_state(out.path if isinstance(out, Run) else out)
+    if found is not None:
+        _check_checkpoint(sae)(*found)
+
+
 def _check_checkpoint(sae: SAE) -> Callable[[dict[str, Any], Path], None]:
     def check(state: dict[str, Any], ck: Path) -> None:
         if (state.get("architecture"), state.get("d_in"), state.get("d_sae")) != (sae.architecture, sae.d_in, sae.d_sae):
@@ -262,6 +273,8 @@ def train(
     opt = torch.optim.Adam(sae.parameters(), lr=base_lr, betas=cfg.betas, fused=True)
 
     ckpt_root = None if out is None else (out.path if isinstance(out, Run) else Path(out))
+    if resume:
+        check_resume(ckpt_root, sae)
     if not distributed.is_main():  # only rank 0 writes the run directory; every rank reads its checkpoints
         out = None
     owns_run = out is not None and not isinstance(out, Run)
