@@ -11,13 +11,28 @@ Every lens decodes through the model's own final norm and unembedding; ``replab.
 reads replab's files and tuned-lens 0.2's ``config.json`` + ``params.pt``.
 """
 
-from replab.lenses.attention import AttentionLens, AttentionLensConfig
-from replab.lenses.base import Lens, final_hook, load, resid_hook
-from replab.lenses.evaluate import answer_ids, evaluate, head_facts, head_top_tokens, head_truth
-from replab.lenses.logit import LogitLens, logit_lens
-from replab.lenses.shortcut import LinearShortcut
-from replab.lenses.train import lens_loss, train
-from replab.lenses.tuned import TunedLens, TunedLensConfig
+from replab.lazy import lazy_exports
 
-__all__ = ["Lens", "LogitLens", "TunedLens", "TunedLensConfig", "LinearShortcut", "AttentionLens",
-           "AttentionLensConfig", "logit_lens", "train", "evaluate", "head_top_tokens", "head_truth", "head_facts", "answer_ids", "load", "lens_loss", "resid_hook", "final_hook"]
+_EXPORTS = {
+    "Lens": "replab.lenses.base",
+    "LogitLens": "replab.lenses.logit",
+    "TunedLens": "replab.lenses.tuned",
+    "TunedLensConfig": "replab.lenses.tuned",
+    "LinearShortcut": "replab.lenses.shortcut",
+    "AttentionLens": "replab.lenses.attention",
+    "AttentionLensConfig": "replab.lenses.attention",
+    "logit_lens": "replab.lenses.logit",
+    "train": "replab.lenses.train",
+    "LensTrainConfig": "replab.lenses.config",
+    "evaluate": "replab.lenses.evaluate",
+    "head_top_tokens": "replab.lenses.evaluate",
+    "head_truth": "replab.lenses.evaluate",
+    "head_facts": "replab.lenses.evaluate",
+    "answer_ids": "replab.lenses.evaluate",
+    "load": "replab.lenses.base",
+    "lens_loss": "replab.lenses.train",
+    "resid_hook": "replab.lenses.base",
+    "final_hook": "replab.lenses.base",
+}
+__all__ = list(_EXPORTS)
+lazy_exports(__name__, _EXPORTS)

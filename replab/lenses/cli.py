@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from pathlib import Path
+
+from replab.configs import add_config_flags, config_from_args
+from replab.lenses.config import LensTrainConfig
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -15,14 +19,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--model", default=None, help="model (default: the store's); with --text trains live")
     t.add_argument("--text", default=None, help="live data: a replab.datasets spec (world:corpus) or a text file")
     t.add_argument("--out", required=True, help="run directory")
-    t.add_argument("--steps", type=int, default=250)
-    t.add_argument("--batch-size", type=int, default=1024, help="tokens per step")
-    t.add_argument("--lr", type=float, default=None)
-    t.add_argument("--form", default=None, choices=["full", "translator"], help="attention lens form")
-    t.add_argument("--context", type=int, default=None, help="live corpus context length (default: the model's)")
-    t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--checkpoint-every", type=int, default=None, help="steps between checkpoints in --out")
-    t.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --out")
+    add_config_flags(t, LensTrainConfig)
     t.set_defaults(func=_train)
     e = lsub.add_parser("eval", help="per-layer KL / CE / top-1 / entropy of a lens on held-out text")
     e.add_argument("--lens", required=True, help="a lens run directory (or its lens/ folder); 'logit' for the logit lens")
@@ -51,9 +48,9 @@ def _train(args: argparse.Namespace) -> int:
         raise DataError("Live training needs --model NAME (e.g. --model world).")
     model = replab.load_model(name, device=default_device())  # under torchrun with GPUs: cuda:LOCAL_RANK
     data = store if store is not None else replab.datasets.load(args.text)
-    lens = train(args.kind, model, data, steps=args.steps, batch_size=args.batch_size, lr=args.lr, form=args.form,
-                 context=None if store is not None else _context(model, args.context), seed=args.seed, out=args.out,
-                 checkpoint_every=args.checkpoint_every, resume=args.resume)
+    config = config_from_args(LensTrainConfig, args)
+    context = None if store is not None else _context(model, config.context)
+    lens = train(args.kind, model, data, out=args.out, **{**dataclasses.asdict(config), "context": context})
     print(f"{args.kind} lens ({lens.n_params():,} parameters) -> {args.out}: "
           + ", ".join(f"{k}={v:.4g}" for k, v in lens.metrics.items() if isinstance(v, float)))
     return 0

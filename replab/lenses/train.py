@@ -33,6 +33,7 @@ from replab.lenses.logit import LogitLens
 from replab.lenses.loss import kl_backward
 from replab.lenses.shortcut import LinearShortcut
 from replab.lenses.tuned import TunedLens, TunedLensConfig
+from replab.lenses.config import LensTrainConfig
 from replab.protocols import HookedModel
 
 
@@ -96,11 +97,12 @@ def _step(lens: Lens, opt: torch.optim.Optimizer, acts: dict[str, torch.Tensor],
     return float(reported)
 
 
-def train(kind: str, model: HookedModel, data, *, steps: int = 250, batch_size: int = 1024, lr: float | None = None,
-          weight_decay: float = 1e-3, momentum: float = 0.9, warmup: int | None = None, form: str | None = None,
-          positions: str | None = None, context: int | None = None, seed: int = 0, out: str | os.PathLike | None = None,
-          checkpoint_every: int | None = None, resume: bool = False, keep_checkpoints: int = 2,
-          progress: bool = True) -> Lens:
+def train(kind: str, model: HookedModel, data, *, steps: int = LensTrainConfig.steps, batch_size: int = LensTrainConfig.batch_size,
+          lr: float | None = LensTrainConfig.lr, weight_decay: float = LensTrainConfig.weight_decay, momentum: float = LensTrainConfig.momentum,
+          warmup: int | None = LensTrainConfig.warmup, form: str | None = LensTrainConfig.form, positions: str | None = LensTrainConfig.positions,
+          context: int | None = LensTrainConfig.context, seed: int = LensTrainConfig.seed, out: str | os.PathLike | None = None,
+          checkpoint_every: int | None = LensTrainConfig.checkpoint_every, resume: bool = LensTrainConfig.resume,
+          keep_checkpoints: int = LensTrainConfig.keep_checkpoints, progress: bool = True) -> Lens:
     """Train a lens of ``kind`` (``"tuned"``, ``"attention"``, ``"shortcut"``; ``"logit"`` has nothing to fit).
 
     Under ``torchrun`` (an initialised process group) the tuned and attention lenses train with DDP:

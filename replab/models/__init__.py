@@ -4,10 +4,9 @@ Names are imported on first use (PEP 562), so a torch-free submodule such as
 ``replab.models.catalogue`` can be imported by the CLI without importing torch.
 """
 
-from importlib import import_module
-from typing import Any
+from replab.lazy import lazy_exports
 
-_LAZY = {
+_EXPORTS = {
     "run_batches": "replab.models.forward",
     "ForwardBatch": "replab.models.forward",
     "hook_widths": "replab.models.forward",
@@ -30,17 +29,5 @@ _LAZY = {
     "TokenBatch": "replab.models.tokens",
     "subject_last_index": "replab.models.tokens",
 }
-
-__all__ = list(_LAZY)
-
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        value = getattr(import_module(_LAZY[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'replab.models' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
+__all__ = list(_EXPORTS)
+lazy_exports(__name__, _EXPORTS)

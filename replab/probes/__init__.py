@@ -10,47 +10,36 @@
         logits = model("The movie was wonderful. It was")
 """
 
-from replab.probes.base import PROBES, Probe, ProbeNotFittedError, make_probe, probe_types
-from replab.probes.config import SweepConfig
-from replab.probes.baselines import control_labels, shuffled_labels
-from replab.probes.causal import ablate, causal_check, causal_effect, random_directions, steer
-from replab.probes.runkind import probe_store
-from replab.probes.figures import probe_figures
-from replab.probes.io import load_probe, save_probe
-from replab.probes.logistic import LogisticProbe, fit_logistic
-from replab.probes.mdl import VOITA_FRACTIONS, online_codelength
-from replab.probes.meandiff import MeanDiffProbe
-from replab.probes.ridge import RidgeProbe
-from replab.probes.sweep import SweepResult, sweep, top_row
+from replab.lazy import lazy_exports
 
-load = load_probe
-
-__all__ = [
-    "Probe",
-    "SweepConfig",
-    "LogisticProbe",
-    "RidgeProbe",
-    "MeanDiffProbe",
-    "PROBES",
-    "make_probe",
-    "probe_types",
-    "ProbeNotFittedError",
-    "fit_logistic",
-    "sweep",
-    "top_row",
-    "probe_store",
-    "SweepResult",
-    "control_labels",
-    "shuffled_labels",
-    "online_codelength",
-    "VOITA_FRACTIONS",
-    "probe_figures",
-    "ablate",
-    "steer",
-    "causal_effect",
-    "causal_check",
-    "random_directions",
-    "save_probe",
-    "load_probe",
-    "load",
-]
+_EXPORTS = {
+    "Probe": "replab.probes.base",
+    "SweepConfig": "replab.probes.config",
+    "LogisticProbe": "replab.probes.logistic",
+    "RidgeProbe": "replab.probes.ridge",
+    "MeanDiffProbe": "replab.probes.meandiff",
+    "PROBES": "replab.probes.base",
+    "make_probe": "replab.probes.base",
+    "probe_types": "replab.probes.base",
+    "ProbeNotFittedError": "replab.probes.base",
+    "fit_logistic": "replab.probes.logistic",
+    "sweep": "replab.probes.sweep",
+    "top_row": "replab.probes.sweep",
+    "probe_store": "replab.probes.runkind",
+    "SweepResult": "replab.probes.sweep",
+    "control_labels": "replab.probes.baselines",
+    "shuffled_labels": "replab.probes.baselines",
+    "online_codelength": "replab.probes.mdl",
+    "VOITA_FRACTIONS": "replab.probes.mdl",
+    "probe_figures": "replab.probes.figures",
+    "ablate": "replab.probes.causal",
+    "steer": "replab.probes.causal",
+    "causal_effect": "replab.probes.causal",
+    "causal_check": "replab.probes.causal",
+    "random_directions": "replab.probes.causal",
+    "save_probe": "replab.probes.io",
+    "load_probe": "replab.probes.io",
+    "load": "replab.probes.io:load_probe",
+}
+__all__ = list(_EXPORTS)
+lazy_exports(__name__, _EXPORTS)

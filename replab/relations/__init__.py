@@ -8,12 +8,32 @@
     faithfulness(lre, model, rel).value, causality(lre, model, rel, rank=8).value
 """
 
-from replab.relations.data import Relation, Sample, load, save, world, world_names
-from replab.relations.lre import LRE, METHODS, fit_lre, load_lre, split
-from replab.relations.evaluate import Score, causality, faithfulness, sweep, test_set
-from replab.relations.concepts import BASELINES, Concepts, evaluate_concepts, fit_concepts
-from replab.relations.states import build_prompts, layer_hook
+from replab.lazy import lazy_exports
 
-__all__ = ["Relation", "Sample", "load", "save", "world", "world_names", "LRE", "METHODS", "fit_lre", "load_lre",
-           "split", "build_prompts", "layer_hook", "Score", "faithfulness", "causality", "sweep", "test_set",
-           "Concepts", "fit_concepts", "evaluate_concepts", "BASELINES"]
+_EXPORTS = {
+    "Relation": "replab.relations.data",
+    "Sample": "replab.relations.data",
+    "load": "replab.relations.data",
+    "save": "replab.relations.data",
+    "world": "replab.relations.data",
+    "world_names": "replab.relations.data",
+    "LRE": "replab.relations.lre",
+    "METHODS": "replab.relations.lre",
+    "fit_lre": "replab.relations.lre",
+    "load_lre": "replab.relations.lre",
+    "split": "replab.relations.lre",
+    "build_prompts": "replab.relations.states",
+    "layer_hook": "replab.relations.states",
+    "Score": "replab.relations.evaluate",
+    "faithfulness": "replab.relations.evaluate",
+    "causality": "replab.relations.evaluate",
+    "sweep": "replab.relations.evaluate",
+    "test_set": "replab.relations.evaluate",
+    "Concepts": "replab.relations.concepts",
+    "fit_concepts": "replab.relations.concepts",
+    "evaluate_concepts": "replab.relations.concepts",
+    "BASELINES": "replab.relations.concepts",
+    "RelationConfig": "replab.relations.config",
+}
+__all__ = list(_EXPORTS)
+lazy_exports(__name__, _EXPORTS)

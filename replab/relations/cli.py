@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
+
+from replab.configs import add_config_flags, config_from_args
+from replab.relations.config import RelationConfig
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -13,13 +17,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         q = s.add_parser(name, help=help_)
         q.add_argument("--model", default="world", help="world, a Hugging Face name or a local checkpoint")
         q.add_argument("--relation", required=True, help="a world relation (capital, ...) or an LRE-format JSON file")
-        q.add_argument("--subject-layer", type=int, default=0, help="fit: 0 = embedding output .. n_layers")
-        q.add_argument("--object-layer", type=int, default=None, help="default: the last block's output")
-        q.add_argument("--n-train", type=int, default=5)
-        q.add_argument("--beta", type=float, default=1.0)
-        q.add_argument("--rank", type=int, default=None, help="causality edit rank (default: sweep's best / full)")
-        q.add_argument("--method", default="jacobian", help="jacobian, regression, identity, translation")
-        q.add_argument("--seed", type=int, default=0)
+        add_config_flags(q, RelationConfig)
         q.add_argument("--out", required=True, help="run directory")
         q.set_defaults(func=run_cli, sweep=name == "sweep")
 
@@ -31,12 +29,11 @@ def run_cli(args: argparse.Namespace) -> None:
     from replab.relations import load, world
     from replab.relations.pipeline import relation_run
 
+    settings = dataclasses.asdict(config_from_args(RelationConfig, args))  # validated before the model loads
     model = load_model(args.model)
     rel = load(args.relation) if Path(args.relation).suffix == ".json" else world(args.relation)
-    run = relation_run(model, rel, args.out, subject_layer=args.subject_layer,
-                       sweep_layers=range(model.cfg.n_layers + 1) if args.sweep else None,
-                       object_layer=args.object_layer, n_train=args.n_train, beta=args.beta, rank=args.rank,
-                       method=args.method, seed=args.seed, config={k: v for k, v in vars(args).items() if k != "func"})
+    run = relation_run(model, rel, args.out, sweep_layers=range(model.cfg.n_layers + 1) if args.sweep else None,
+                       config={k: v for k, v in vars(args).items() if k != "func"}, **settings)
     m = {k: "n/a" if v is None else f"{v:.3f}" if isinstance(v, float) else v for k, v in run.info["metrics"].items()}
     print(f"{rel.name}: layer {m['subject_layer']}, beta {m['beta']}, rank {m['rank']}: faithfulness "
           f"{m['faithfulness']} ({m['n_correct']}/{m['n_test']} answered), causality {m['causality']} -> {args.out}")

@@ -17,12 +17,12 @@ from pathlib import Path
 import torch
 
 from replab.errors import DataError
+from replab.relations.config import METHODS
 from replab.fileio import read_tensor_metadata, read_tensors, require, write_tensors
 from replab.relations.data import Relation, Sample
 from replab.relations.states import build_prompts, decode, jacobians, layer_hook, states
 from replab.protocols import HookedModel
 
-METHODS = ("jacobian", "regression", "identity", "translation")
 
 
 @dataclass(frozen=True)

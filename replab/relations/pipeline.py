@@ -12,14 +12,15 @@ from replab.relations.data import Relation
 from replab.relations.evaluate import causality, faithfulness, sweep, test_set
 from replab.relations.lre import fit_lre, split
 from replab.relations.runkind import write_relation_run
+from replab.relations.config import RelationConfig
 from replab.runs import Run
 
 
-def relation_run(model, relation: Relation, out: str | os.PathLike, *, subject_layer: int = 0,
-                 sweep_layers: Sequence[int] | None = None, object_layer: int | None = None, n_train: int = 5,
-                 beta: float = 1.0, rank: int | None = None, betas: Sequence[float] = (0.5, 1, 2, 3, 5),
-                 ranks: Sequence[int] | None = None, method: str = "jacobian", seed: int = 0,
-                 config: dict | None = None) -> Run:
+def relation_run(model, relation: Relation, out: str | os.PathLike, *, subject_layer: int = RelationConfig.subject_layer,
+                 sweep_layers: Sequence[int] | None = None, object_layer: int | None = RelationConfig.object_layer,
+                 n_train: int = RelationConfig.n_train, beta: float = RelationConfig.beta, rank: int | None = RelationConfig.rank,
+                 betas: Sequence[float] = (0.5, 1, 2, 3, 5), ranks: Sequence[int] | None = None,
+                 method: str = RelationConfig.method, seed: int = RelationConfig.seed, config: dict | None = None) -> Run:
     """Fit (after a sweep over ``sweep_layers``, β and rank when given) and write the run.
 
     With a sweep the best (layer, β) by faithfulness and the best rank by causality at that layer
