@@ -3,11 +3,25 @@
 from __future__ import annotations
 
 import os
+import sys
 
 import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+_MAIN = sys.modules["__main__"]
+_MAIN_STATE = {k: getattr(_MAIN, k, None) for k in ("__file__", "__spec__")}
+
+
+@pytest.fixture(autouse=True)
+def _restore_main():
+    """Streamlit's AppTest runs a page as ``__main__``; restore the real one after every test, or a later
+    ``torch.multiprocessing.spawn`` in the same worker would re-run the app page in its children."""
+    yield
+    sys.modules["__main__"] = _MAIN
+    for key, value in _MAIN_STATE.items():
+        setattr(_MAIN, key, value)
 
 TINY_TEXTS = [
     "The capital of France is Paris.",

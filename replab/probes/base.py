@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import abc
 import functools
-import types
 from collections.abc import Callable, Mapping, Sequence
+from importlib import import_module
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -27,7 +27,29 @@ from replab.errors import DataError, ReplabError
 Folds = Sequence[tuple[np.ndarray, np.ndarray]]
 
 _PROBES: dict[str, Callable[[], "Probe"]] = {}
-PROBES: Mapping[str, Callable[[], "Probe"]] = types.MappingProxyType(_PROBES)
+_BUILTIN = ("replab.probes.logistic", "replab.probes.meandiff", "replab.probes.ridge")
+
+
+class _Registry(Mapping):
+    """Read-only view of the registry that first imports the built-in probe modules (which register
+    themselves), so it is complete however little of ``replab.probes`` has been imported."""
+
+    def _all(self) -> dict[str, Callable[[], "Probe"]]:
+        for module in _BUILTIN:
+            import_module(module)
+        return _PROBES
+
+    def __getitem__(self, name: str) -> Callable[[], "Probe"]:
+        return self._all()[name]
+
+    def __iter__(self):
+        return iter(self._all())
+
+    def __len__(self) -> int:
+        return len(self._all())
+
+
+PROBES: Mapping[str, Callable[[], "Probe"]] = _Registry()
 """The probe registry: sweep name (``"logistic"``, ``"ridge"``, ``"meandiff"``, ``"meandiff-iid"``)
 -> factory of an unfitted probe. Filled by ``Probe`` subclasses from their ``variants``."""
 
@@ -39,7 +61,7 @@ class ProbeNotFittedError(ReplabError, NotFittedError):
 def probe_types() -> dict[str, type["Probe"]]:
     """Probe classes by ``kind`` (``"logistic"``, ``"ridge"``, ``"meandiff"``), from ``PROBES``."""
     out: dict[str, type[Probe]] = {}
-    for factory in _PROBES.values():
+    for factory in PROBES.values():
         cls = factory.func
         out.setdefault(cls.kind, cls)
     return out
@@ -49,9 +71,9 @@ def make_probe(spec: "str | Probe") -> "Probe":
     """A probe from a name in ``PROBES`` or a configured (unfitted) probe instance (cloned)."""
     if isinstance(spec, Probe):
         return spec.clone()
-    if spec not in _PROBES:
-        raise DataError(f"Unknown probe {spec!r}; use one of {', '.join(_PROBES)} or pass a probe instance.")
-    return _PROBES[spec]()
+    if spec not in PROBES:
+        raise DataError(f"Unknown probe {spec!r}; use one of {', '.join(PROBES)} or pass a probe instance.")
+    return PROBES[spec]()
 
 
 class FeatureTypeError(DataError, TypeError):
