@@ -10,6 +10,7 @@ The spine is ``model -> capture -> store -> method -> run directory -> app``::
 """
 
 from importlib import import_module
+from importlib.util import find_spec
 from typing import Any
 
 __version__ = "0.1.0"
@@ -20,7 +21,8 @@ _LAZY = {
     "capture": "replab.activations",
     "ActivationStore": "replab.activations",
 }
-_SUBMODULES = {"models", "world", "datasets", "activations", "probes", "saes", "runs", "viz"}
+_SUBMODULES = {"models", "world", "datasets", "activations", "probes", "saes", "lenses", "relations", "kernels",
+               "distributed", "runs", "fileio", "viz"}
 
 __all__ = ["__version__", *_LAZY, *sorted(_SUBMODULES)]
 
@@ -29,6 +31,6 @@ def __getattr__(name: str) -> Any:
     """Import heavy submodules (torch, transformer-lens) on first use, not on ``import replab``."""
     if name in _LAZY:
         return getattr(import_module(_LAZY[name]), name)
-    if name in _SUBMODULES:
+    if name in _SUBMODULES or (not name.startswith("_") and find_spec(f"replab.{name}") is not None):
         return import_module(f"replab.{name}")
     raise AttributeError(f"module 'replab' has no attribute {name!r}")

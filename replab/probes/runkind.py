@@ -72,7 +72,6 @@ def _sweep(store, hooks, **settings):
     import pandas as pd
 
     from replab import distributed
-    from replab.probes.figures import probe_figures
     from replab.probes.sweep import SweepResult, _as_data, _select_hooks, sweep
 
     if distributed.world_size() == 1:
@@ -85,8 +84,7 @@ def _sweep(store, hooks, **settings):
     parts = distributed.gather_objects(sweep(store, hooks=mine, **settings))  # in memory between ranks, never written
     table = pd.concat([p.table for p in parts], ignore_index=True)
     mdl = None if parts[0].mdl is None else pd.concat([p.mdl for p in parts], ignore_index=True)
-    return SweepResult(table=table, figures=probe_figures(table, mdl),
-                       probes={h: q for p in parts for h, q in p.probes.items()},
+    return SweepResult(table=table, probes={h: q for p in parts for h, q in p.probes.items()},
                        fitted={k: q for p in parts for k, q in p.fitted.items()}, mdl=mdl,
                        config={**parts[0].config, "hooks": every, "world_size": distributed.world_size()})
 
