@@ -60,3 +60,121 @@ def evaluate(lens: Lens, model, data, *, batch_size: int = 16, positions: str = 
     df.attrs.update(prediction_depth=float((depth_hist * torch.arange(L + 1)).sum() / max(n, 1)), tokens=n,
                     final_ce=final_ce / max(n_ce, 1))
     return df
+
+
+def _decode(model, ids) -> list[str]:
+    return [model.tokenizer.decode([int(i)]) for i in ids]
+
+
+@torch.no_grad()
+def prompt_table(lens: Lens, model, text: str) -> pd.DataFrame:
+    """Every lens layer at every position of ``text``, plus the model's output as layer ``n_layers``.
+
+    Returns:
+        One row per (layer, position): ``layer``, ``position``, ``token`` (the input token), ``top_token``,
+        ``top_prob``, ``next_token`` (the token that follows, ``None`` at the end), ``next_token_prob`` (its
+        probability under the lens, NaN at the end). Layers are tuned-lens indices (0 = embeddings).
+
+    Raises:
+        DataError: an attention lens (it has no per-position residual reading; use ``head_topk``), an empty
+        prompt or one longer than the model's context.
+    """
+    from replab.errors import DataError
+    from replab.lenses.logit import LogitLens
+    from replab.models import run_batches
+
+    if lens.kind == "attention":
+        raise DataError("prompt_table reads residual-stream lenses; for an attention lens use head_topk.")
+    if not text:
+        raise DataError("The prompt is empty; type some text.")
+    tokens = model.to_tokens(text, truncate=False)
+    n_ctx = getattr(model.cfg, "n_ctx", None)
+    if n_ctx and tokens.shape[1] > n_ctx:
+        raise DataError(f"The prompt is {tokens.shape[1]} tokens long; the model's context is {n_ctx} tokens. "
+                        "Shorten it.")
+    layers = [*lens.layers(), lens.n_layers]
+    hooks = sorted({lens.input_hook(layer) for layer in lens.layers()} | {final_hook(model)})
+    (fb,) = run_batches(model, tokens.cpu(), hooks, batch_size=1)
+    ids = tokens[0].tolist()
+    words = _decode(model, ids)
+    following = torch.tensor(ids[1:] + [ids[-1]])
+    frames = []
+    for layer in layers:
+        reader = lens if layer < lens.n_layers else LogitLens(model)
+        probs = torch.softmax(reader(fb.acts[reader.input_hook(layer)], layer).float(), -1).cpu()
+        top = probs.max(-1)
+        nxt = probs[torch.arange(len(ids)), following].numpy().copy()
+        nxt[-1] = float("nan")
+        frames.append(pd.DataFrame({
+            "layer": layer, "position": range(len(ids)), "token": words,
+            "top_token": _decode(model, top.indices.tolist()), "top_prob": top.values.numpy(),
+            "next_token": words[1:] + [None], "next_token_prob": nxt}))
+    return pd.concat(frames, ignore_index=True)
+
+
+def _head_probs(lens, model, data, batch_size: int):
+    """Yield ``(batch, {block: [rows, n_heads, d_vocab] probabilities})`` at each prompt's last position."""
+    from replab.errors import DataError
+    from replab.models import run_batches
+
+    if lens.kind != "attention":
+        raise DataError(f"Per-head tables need an attention lens; got a {lens.kind!r} lens.")
+    hooks = [lens.input_hook(b) for b in lens.layers()]
+    for fb in run_batches(model, data, hooks, positions="last", batch_size=batch_size):
+        yield fb, {b: torch.softmax(lens.head_logits(fb.acts[lens.input_hook(b)], b).float(), -1)
+                   for b in lens.layers()}
+
+
+@torch.no_grad()
+def head_topk(lens: Lens, model, data, *, k: int = 5, batch_size: int = 16) -> pd.DataFrame:
+    """Each attention head's top-``k`` decoded tokens at the last position of every prompt in ``data``.
+
+    Returns:
+        One row per (prompt, block, head, rank): ``prompt`` (index), ``block``, ``head``, ``rank`` (1-based),
+        ``token_id``, ``token``, ``prob`` (softmax of that head's lens logits alone).
+    """
+    rows = []
+    for fb, probs in _head_probs(lens, model, data, batch_size):
+        for block, p in probs.items():
+            top = p.topk(min(k, p.shape[-1]), -1)  # [rows, H, k]
+            for r in range(p.shape[0]):
+                for h in range(p.shape[1]):
+                    ids = top.indices[r, h].tolist()
+                    for rank, (i, v) in enumerate(zip(ids, top.values[r, h].tolist()), 1):
+                        rows.append((fb.start + int(fb.item[r]), block, h, rank, i, v))
+    df = pd.DataFrame(rows, columns=["prompt", "block", "head", "rank", "token_id", "prob"])
+    df.insert(5, "token", _decode(model, df["token_id"]) if len(df) else [])
+    return df
+
+
+@torch.no_grad()
+def head_facts(lens: Lens, model, prompts, *, k: int = 10, batch_size: int = 32) -> pd.DataFrame:
+    """Which heads carry which facts: per head, the fraction of ``prompts`` whose true object is in its top-``k``.
+
+    ``prompts`` is a ``PromptSet`` with ``answers`` (e.g. ``replab.datasets.load("world:capital")``); the
+    object is the first token of each answer.
+
+    Returns:
+        One row per (block, head): ``block``, ``head``, ``fraction`` (answer in the head's top-k),
+        ``mean_rank`` (1-based rank of the answer under the head's lens), ``n`` prompts.
+    """
+    from replab.errors import DataError
+
+    answers = getattr(prompts, "answers", None)
+    if not answers:
+        raise DataError("head_facts needs a prompt set with answers, e.g. replab.datasets.load('world:capital').")
+    target = torch.tensor([model.to_tokens(a, prepend_bos=False)[0, 0].item() for a in answers])
+    hits: dict[tuple[int, int], list[float]] = {}
+    for fb, probs in _head_probs(lens, model, prompts, batch_size):
+        t = target[fb.start + fb.item.cpu()]
+        for block, p in probs.items():
+            p = p.cpu()
+            mine = p.gather(-1, t[:, None, None].expand(-1, p.shape[1], 1))  # [rows, H, 1]
+            rank = 1 + (p > mine).sum(-1)  # [rows, H]
+            for h in range(p.shape[1]):
+                acc = hits.setdefault((block, h), [0.0, 0.0, 0.0])
+                acc[0] += float((rank[:, h] <= k).sum())
+                acc[1] += float(rank[:, h].sum())
+                acc[2] += rank.shape[0]
+    return pd.DataFrame([{"block": b, "head": h, "fraction": a / n, "mean_rank": r / n, "n": int(n)}
+                         for (b, h), (a, r, n) in sorted(hits.items())])
