@@ -8,6 +8,16 @@ import torch
 from replab.lenses.base import Lens, final_hook
 
 
+def _scores(logp: torch.Tensor, logq: torch.Tensor, top: torch.Tensor, has_next: torch.Tensor,
+            nxt: torch.Tensor) -> torch.Tensor:
+    """``[H, 4]`` sums of KL, next-token CE, top-1 agreement and entropy of ``logq`` ``[rows, H, V]``."""
+    kl = (logp.exp()[:, None] * (logp[:, None] - logq)).sum((0, 2))
+    ce = -logq[has_next].gather(2, nxt[has_next, None, None].expand(-1, logq.shape[1], 1)).sum((0, 2))
+    agree = (logq.argmax(-1) == top[:, None]).sum(0)
+    ent = -(logq.exp() * logq).sum((0, 2))
+    return torch.stack([kl, ce, agree.to(kl.dtype), ent], -1).double().cpu()
+
+
 @torch.no_grad()
 def evaluate(lens: Lens, model, data, *, batch_size: int = 16, positions: str = "all", context: int | None = None,
              max_tokens: int | None = None, progress: bool = False) -> pd.DataFrame:
@@ -17,7 +27,9 @@ def evaluate(lens: Lens, model, data, *, batch_size: int = 16, positions: str = 
         One row per lens layer: ``layer``, ``hook``, ``kl`` (mean KL(model || lens), nats), ``ce`` (cross-entropy
         of the next token, rows with one), ``top1`` (agreement of the lens's top token with the model's),
         ``entropy`` (of the lens distribution), ``depth_fraction`` (tokens whose prediction depth is at most
-        this layer). ``df.attrs``: ``prediction_depth`` (mean over tokens of the first layer from which the
+        this layer). An attention lens adds one row per (block, head) after each block's row, scoring that
+        head's lens alone (``head`` is the head index; NA on the rows of the summed lens; ``depth_fraction``
+        NA on head rows). ``df.attrs``: ``prediction_depth`` (mean over tokens of the first layer from which the
         lens's top-1 stays the model's; ``n_layers`` when only the output agrees), ``tokens``, ``final_ce``.
     """
     from replab.models import run_batches
@@ -27,6 +39,9 @@ def evaluate(lens: Lens, model, data, *, batch_size: int = 16, positions: str = 
     L = len(layers)
     sums = torch.zeros(L, 4, dtype=torch.float64)  # kl, ce, top1, entropy
     depth_hist = torch.zeros(L + 1, dtype=torch.float64)
+    per_head = lens.kind == "attention"
+    H = int(model.cfg.n_heads)
+    head_sums = torch.zeros(L, H, 4, dtype=torch.float64)
     n = n_ce = 0
     final_ce = 0.0
     for fb in run_batches(model, data, hooks, positions=positions, logits="logprobs", batch_size=batch_size,
@@ -44,6 +59,9 @@ def evaluate(lens: Lens, model, data, *, batch_size: int = 16, positions: str = 
             agree[i] = (logq.argmax(-1) == top).cpu()
             sums[i, 2] += float(agree[i].sum())
             sums[i, 3] += float(-(logq.exp() * logq).sum())
+            if per_head:
+                head_sums[i] += _scores(logp, torch.log_softmax(
+                    lens.head_logits(fb.acts[lens.input_hook(layer)], layer).float(), -1), top, has_next, nxt)
         stays = agree.flip(0).cumprod(0).flip(0).bool()  # [L, rows]: agrees here and at every later layer
         depth = L - stays.sum(0)
         depth_hist += torch.bincount(depth, minlength=L + 1).double()
@@ -57,6 +75,15 @@ def evaluate(lens: Lens, model, data, *, batch_size: int = 16, positions: str = 
         "top1": (sums[:, 2] / max(n, 1)).numpy(), "entropy": (sums[:, 3] / max(n, 1)).numpy(),
         "depth_fraction": cum[:L].numpy(),
     })
+    if per_head:
+        df.insert(1, "head", pd.array([pd.NA] * L, dtype="Int64"))
+        heads = pd.DataFrame([{"layer": layer, "head": h, "hook": df["hook"][i],
+                               **dict(zip(("kl", "ce", "top1", "entropy"),
+                                          (head_sums[i, h] / torch.tensor([n, n_ce, n, n]).clamp(min=1)).tolist())),
+                               "depth_fraction": float("nan")} for i, layer in enumerate(layers) for h in range(H)])
+        heads["head"] = heads["head"].astype("Int64")
+        df = pd.concat([df, heads]).sort_values(["layer", "head"], na_position="first", kind="stable")
+        df = df.reset_index(drop=True)
     df.attrs.update(prediction_depth=float((depth_hist * torch.arange(L + 1)).sum() / max(n, 1)), tokens=n,
                     final_ce=final_ce / max(n_ce, 1))
     return df
