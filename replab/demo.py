@@ -10,7 +10,10 @@ that run is already complete, so a second ``replab demo`` starts the app at once
 * ``acts-latitude`` + ``probe-latitude`` -- city latitude at the prompt's last token (ridge);
 * ``acts-corpus`` + ``sae-<architecture>`` -- a token corpus at a middle layer and one SAE of each
   architecture with metrics, CE recovered and feature analysis;
-* ``lre-<relation>`` -- linear relational embeddings of two world relations (``replab.relations``).
+* ``lre-<relation>`` -- linear relational embeddings of two world relations (``replab.relations``);
+* ``lens-logit``, ``lens-shortcut``, ``lens-tuned`` -- residual lenses trained live on world text and
+  scored per layer on held-out documents (``layers.csv``), for the app's Lenses page;
+* ``lens-attention`` -- a translator attention lens (per head ``d_model x d_model`` before the unembedding).
 """
 
 from __future__ import annotations
@@ -42,6 +45,10 @@ class DemoConfig:
     sae_batch_size: int = 1024
     architectures: tuple[str, ...] = SAE_ARCHITECTURES
     relations: tuple[str, ...] = ("capital", "continent")  # LRE runs (subject layers 0-1), ~40 s together
+    lens_documents: int = 300          # live lens training text (the corpus's first documents)
+    lens_steps: int = 25               # tuned / attention lens steps (the shortcut fits on 4 x batch rows)
+    lens_batch_size: int = 256
+    lens_eval_tokens: int = 1500       # held-out tokens each lens is scored on
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -69,6 +76,25 @@ def _complete(path: Path) -> bool:
         return True
     except RunDirError:
         return False
+
+
+def lens_run(model, kind: str, out: Path, cfg: DemoConfig, **kw) -> Run:
+    """Train a ``kind`` lens live on world text into ``out``, then score it per layer on held-out documents."""
+    from replab.datasets import TextCorpus
+    from replab.datasets import load as load_data
+    from replab.lenses import evaluate, train
+    from replab.world import world_corpus
+
+    ctx = int(model.cfg.n_ctx)
+    steps = 4 if kind == "shortcut" else 1 if kind == "logit" else cfg.lens_steps
+    lens = train(kind, model, world_corpus(cfg.lens_documents), steps=steps, batch_size=cfg.lens_batch_size,
+                 context=ctx, out=out, progress=False, **kw)
+    held = TextCorpus(load_data("world:corpus").documents[-200:], name="world:corpus[-200:]")
+    df = evaluate(lens, model, held, context=ctx, max_tokens=cfg.lens_eval_tokens)
+    run = Run.open(out)
+    run.write_table("layers", df)
+    rows = df[df["head"].isna()] if "head" in df else df  # an attention lens's per-block rows, not its heads
+    return run.finish({"mean_kl": float(rows["kl"].mean()), "prediction_depth": df.attrs["prediction_depth"]})
 
 
 def _stages(cfg: DemoConfig, model) -> list[tuple[str, Callable[[Path], object]]]:
@@ -110,6 +136,10 @@ def _stages(cfg: DemoConfig, model) -> list[tuple[str, Callable[[Path], object]]
         stages.append((f"sae-{arch}", lambda out, arch=arch, arch_config=arch_config: train_store_sae(
             store("acts-corpus"), architecture=arch, d_sae=cfg.d_sae, out=out, hook=middle, model=model,
             arch_config=arch_config, steps=cfg.sae_steps, batch_size=cfg.sae_batch_size, top_n=128)))
+    for kind in ("logit", "shortcut", "tuned"):
+        stages.append((f"lens-{kind}", lambda out, kind=kind: lens_run(model, kind, out, cfg)))
+    stages.append(("lens-attention", lambda out: lens_run(model, "attention", out, cfg, form="translator",
+                                                          positions="all")))
     return stages
 
 
