@@ -38,12 +38,8 @@ def corpus_split(n_train: int = 1600) -> tuple[TextCorpus, TextCorpus]:
 
 
 def subsample(ps, n: int):
-    from dataclasses import replace
-
-    step = max(1, len(ps) // n)
-    pick = lambda xs: None if xs is None else tuple(xs[::step][:n])  # noqa: E731
-    return replace(ps, texts=pick(ps.texts), answers=pick(ps.answers), labels=pick(ps.labels),
-                   subjects=pick(ps.subjects), targets=pick(ps.targets))
+    """Every ``len(ps) // n``-th prompt, at most ``n`` (spread over subjects)."""
+    return ps.subset(list(range(0, len(ps), max(1, len(ps) // n)))[:n])
 
 
 def main() -> None:

@@ -10,8 +10,8 @@ pytestmark = pytest.mark.integration
 
 def test_demo_builds_every_run_then_reuses_them(tmp_path, capsys):
     cfg = DemoConfig(runs=str(tmp_path / "demo"), corpus_documents=120, corpus_tokens=3000, d_sae=64, k=4,
-                     sae_steps=10, sae_batch_size=256, architectures=("topk", "matching_pursuit"), relations=("capital",),
-                     lens_documents=60, lens_steps=8, lens_batch_size=128, lens_eval_tokens=600)
+                     sae_steps=10, sae_batch_size=256, architectures=("topk", "matching_pursuit"),
+                     relations=("capital",), lens_documents=60, lens_steps=8, lens_batch_size=128, lens_eval_tokens=600)
     root = build_demo_runs(cfg)
     names = {p.name for p in find_runs(root)}
     assert names == {"world-eval", "acts-sentiment", "probe-sentiment", "acts-latitude", "probe-latitude",

@@ -5,13 +5,12 @@ import streamlit as st
 from lib import ui
 
 from replab import viz
-from replab.lenses import LogitLens, load
-from replab.lenses.evaluate import head_topk, prompt_table
+from replab.lenses import head_topk, load, prompt_table
 from replab.runs import Run
 
-root = ui.page("Lenses", "Lenses written by `replab lens train` and scored by `replab lens eval`: each layer's residual "
-                         "stream (or each attention head's output) decoded into next-token probabilities. KL is "
-                         "KL(model ‖ lens) in nats; top-1 is agreement with the model's own prediction.")
+root = ui.page("Lenses", "Lenses written by `replab lens train` and scored by `replab lens eval`: each layer's "
+                         "residual stream (or each attention head's output) decoded into next-token probabilities. "
+                         "KL is KL(model ‖ lens) in nats; top-1 is agreement with the model's own prediction.")
 index = ui.run_index(root)
 runs = index[index["kind"] == "lens"]
 if runs.empty:
@@ -60,7 +59,7 @@ if residual:
     with ui.guard():
         model = model_of(name)
         lens = lens_of(name, model)
-        table = prompt_table(lens if lens_kind[name] != "logit" else LogitLens(model), model, text)
+        table = prompt_table(lens, model, text)
     st.plotly_chart(viz.lens_prompt_heatmap(table, f"{lens_kind[name]} lens ({name}): top token per layer and "
                                                    "position, coloured by p(true next token)"), key="lens_grid")
     with st.expander("Lens × position table"):
