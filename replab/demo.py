@@ -93,8 +93,7 @@ def lens_run(model, kind: str, out: Path, cfg: DemoConfig, **kw) -> Run:
     df = evaluate(lens, model, held, context=ctx, max_tokens=cfg.lens_eval_tokens)
     run = Run.open(out)
     run.write_table("layers", df)
-    rows = df[df["head"].isna()] if "head" in df else df  # an attention lens's per-block rows, not its heads
-    return run.finish({"mean_kl": float(rows["kl"].mean()), "prediction_depth": df.attrs["prediction_depth"]})
+    return run.finish({"mean_kl": float(df["kl"].mean()), "prediction_depth": df.attrs["prediction_depth"]})
 
 
 def _stages(cfg: DemoConfig, model) -> list[tuple[str, Callable[[Path], object]]]:

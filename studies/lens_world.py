@@ -76,8 +76,7 @@ def main() -> None:
                             **common)
         print(f"attention {form}: trained in {time.perf_counter() - t0:.1f}s")
     for name, lens in named.items():
-        df = evaluate(lens, model, held, context=ctx)
-        blocks = df[df["head"].isna()]
+        blocks = evaluate(lens, model, held, context=ctx)
         attn.append({"lens": name, "n_params": lens.n_params(), "mean_kl": float(blocks["kl"].mean()),
                      **{f"kl_block{int(r.layer)}": r.kl for r in blocks.itertuples()},
                      **{f"top1_block{int(r.layer)}": r.top1 for r in blocks.itertuples()}})

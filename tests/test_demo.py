@@ -24,7 +24,7 @@ def test_demo_builds_every_run_then_reuses_them(tmp_path, capsys):
     assert (root / "sae-topk" / "features" / "summary.json").is_file()
     layers = {k: runs[f"lens-{k}"].read_table("layers") for k in ("logit", "shortcut", "tuned", "attention")}
     assert len(layers["logit"]) == len(layers["tuned"]) == 4 and (layers["tuned"]["kl"] < layers["logit"]["kl"]).all()
-    assert len(layers["attention"]) == 4 * (1 + 4) and runs["lens-attention"].info["config"]["lens_config"]["form"] \
+    assert len(layers["attention"]) == 4 and runs["lens-attention"].info["config"]["lens_config"]["form"] \
         == "translator"
     stamps = {n: (root / n / "run.json").stat().st_mtime_ns for n in names}
     capsys.readouterr()

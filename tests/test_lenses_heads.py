@@ -73,7 +73,8 @@ def test_evaluate_has_one_row_per_head_scoring_that_head_alone(model):
     with torch.no_grad():
         for W in lens.W:
             W.add_(0.05 * torch.randn_like(W))
-    df = evaluate(lens, model, TEXTS)
+    df = evaluate(lens, model, TEXTS, heads=True)
+    assert len(evaluate(lens, model, TEXTS)) == model.cfg.n_layers  # one row per block by default
     H, L = model.cfg.n_heads, model.cfg.n_layers
     assert len(df) == L * (1 + H) and df["head"].isna().sum() == L
     V = model.cfg.d_vocab

@@ -20,15 +20,15 @@ def _scores(logp: torch.Tensor, logq: torch.Tensor, top: torch.Tensor, has_next:
 
 @torch.no_grad()
 def evaluate(lens: Lens, model, data, *, batch_size: int = 16, positions: str = "all", context: int | None = None,
-             max_tokens: int | None = None, progress: bool = False) -> pd.DataFrame:
+             max_tokens: int | None = None, heads: bool = False, progress: bool = False) -> pd.DataFrame:
     """Score ``lens`` against the model's own output on ``data`` (anything ``run_batches`` reads).
 
     Returns:
         One row per lens layer: ``layer``, ``hook``, ``kl`` (mean KL(model || lens), nats), ``ce`` (cross-entropy
         of the next token, rows with one), ``top1`` (agreement of the lens's top token with the model's),
         ``entropy`` (of the lens distribution), ``depth_fraction`` (tokens whose prediction depth is at most
-        this layer). An attention lens adds one row per (block, head) after each block's row, scoring that
-        head's lens alone (``head`` is the head index; NA on the rows of the summed lens; ``depth_fraction``
+        this layer). With ``heads=True`` an attention lens adds one row per (block, head) after each block's row,
+        scoring that head's lens alone (``head`` is the head index; NA on the rows of the summed lens; ``depth_fraction``
         NA on head rows). ``df.attrs``: ``prediction_depth`` (mean over tokens of the first layer from which the
         lens's top-1 stays the model's; ``n_layers`` when only the output agrees), ``tokens``, ``final_ce``.
     """
@@ -39,7 +39,7 @@ def evaluate(lens: Lens, model, data, *, batch_size: int = 16, positions: str = 
     L = len(layers)
     sums = torch.zeros(L, 4, dtype=torch.float64)  # kl, ce, top1, entropy
     depth_hist = torch.zeros(L + 1, dtype=torch.float64)
-    per_head = lens.kind == "attention"
+    per_head = heads and lens.kind == "attention"
     H = int(model.cfg.n_heads)
     head_sums = torch.zeros(L, H, 4, dtype=torch.float64)
     n = n_ce = 0
