@@ -28,8 +28,8 @@ def evaluate(lens: Lens, model, data, *, batch_size: int = 16, positions: str = 
         of the next token, rows with one), ``top1`` (agreement of the lens's top token with the model's),
         ``entropy`` (of the lens distribution), ``depth_fraction`` (tokens whose prediction depth is at most
         this layer). With ``heads=True`` an attention lens adds one row per (block, head) after each block's row,
-        scoring that head's lens alone (``head`` is the head index; NA on the rows of the summed lens; ``depth_fraction``
-        NA on head rows). ``df.attrs``: ``prediction_depth`` (mean over tokens of the first layer from which the
+        scoring that head's lens alone (``head`` is the head index, NA on the summed lens's rows;
+        ``depth_fraction`` NA on head rows). ``df.attrs``: ``prediction_depth`` (mean over tokens of the first layer from which the
         lens's top-1 stays the model's; ``n_layers`` when only the output agrees), ``tokens``, ``final_ce``.
     """
     from replab.models import run_batches
