@@ -11,8 +11,9 @@ that run is already complete, so a second ``replab demo`` starts the app at once
 * ``acts-corpus`` + ``sae-<architecture>`` -- a token corpus at a middle layer and one SAE of each
   architecture with metrics, CE recovered and feature analysis;
 * ``lre-<relation>`` -- linear relational embeddings of two world relations (``replab.relations``);
-* ``lens-tuned`` + ``lens-attention`` -- a tuned lens and a full-rank attention lens trained live on
-  world-corpus documents, each scored per layer (and per head) on held-out documents.
+* ``lens-logit``, ``lens-shortcut``, ``lens-tuned`` -- residual lenses trained live on world text and
+  scored per layer on held-out documents (``layers.csv``), for the app's Lenses page;
+* ``lens-attention`` -- a translator attention lens (per head ``d_model x d_model`` before the unembedding).
 """
 
 from __future__ import annotations
@@ -44,10 +45,10 @@ class DemoConfig:
     sae_batch_size: int = 1024
     architectures: tuple[str, ...] = SAE_ARCHITECTURES
     relations: tuple[str, ...] = ("capital", "continent")  # LRE runs (subject layers 0-1), ~40 s together
-    lens_steps: int = 40  # tuned and attention lens, live, ~30 s together
+    lens_documents: int = 300          # live lens training text (the corpus's first documents)
+    lens_steps: int = 25               # tuned / attention lens steps (the shortcut fits on 4 x batch rows)
     lens_batch_size: int = 256
-    lens_documents: int = 400
-    lens_heldout_documents: int = 40
+    lens_eval_tokens: int = 1500       # held-out tokens each lens is scored on
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -77,12 +78,23 @@ def _complete(path: Path) -> bool:
         return False
 
 
+def lens_stage(model, kind: str, out: Path, cfg: DemoConfig, **kw) -> Run:
+    """Train a ``kind`` lens live on world text into ``out``, then score it per layer on held-out documents."""
+    from replab.datasets import TextCorpus
+    from replab.datasets import load as load_data
+    from replab.lenses.runkind import lens_run
+    from replab.world import world_corpus
+
+    steps = 4 if kind == "shortcut" else 1 if kind == "logit" else cfg.lens_steps
+    held = TextCorpus(load_data("world:corpus").documents[-200:], name="world:corpus[-200:]")
+    return lens_run(kind, model, world_corpus(cfg.lens_documents), held, out, eval_max_tokens=cfg.lens_eval_tokens,
+                    steps=steps, batch_size=cfg.lens_batch_size, context=int(model.cfg.n_ctx), progress=False, **kw)
+
+
 def _stages(cfg: DemoConfig, model) -> list[tuple[str, Callable[[Path], object]]]:
     """(run name, function writing that run) in dependency order."""
     import replab
     from replab.activations import ActivationStore
-    from replab.datasets import TextCorpus
-    from replab.lenses.runkind import lens_run
     from replab.probes import probe_store
     from replab.relations import world as world_relation
     from replab.relations.pipeline import relation_run
@@ -113,18 +125,15 @@ def _stages(cfg: DemoConfig, model) -> list[tuple[str, Callable[[Path], object]]
     for rel in cfg.relations:
         stages.append((f"lre-{rel}", lambda out, rel=rel: relation_run(
             model, world_relation(rel), out, sweep_layers=(0, 1), betas=(1, 3), ranks=(4, 8, 16))))
-    docs = world_corpus(cfg.lens_documents + cfg.lens_heldout_documents).documents
-    lens_train = TextCorpus(tuple(docs[:cfg.lens_documents]), "world:corpus/lens-train")
-    lens_held = TextCorpus(tuple(docs[cfg.lens_documents:]), "world:corpus/lens-held")
-    lens_kw = dict(steps=cfg.lens_steps, batch_size=cfg.lens_batch_size, context=64, positions="all", progress=False)
-    stages.append(("lens-tuned", lambda out: lens_run("tuned", model, lens_train, lens_held, out, **lens_kw)))
-    stages.append(("lens-attention", lambda out: lens_run("attention", model, lens_train, lens_held, out,
-                                                          form="full", **lens_kw)))
     for arch in cfg.architectures:
         arch_config = {"k": cfg.k} if arch in ("topk", "batchtopk", "matching_pursuit") else {}
         stages.append((f"sae-{arch}", lambda out, arch=arch, arch_config=arch_config: train_store_sae(
             store("acts-corpus"), architecture=arch, d_sae=cfg.d_sae, out=out, hook=middle, model=model,
             arch_config=arch_config, steps=cfg.sae_steps, batch_size=cfg.sae_batch_size, top_n=128)))
+    for kind in ("logit", "shortcut", "tuned"):
+        stages.append((f"lens-{kind}", lambda out, kind=kind: lens_stage(model, kind, out, cfg)))
+    stages.append(("lens-attention", lambda out: lens_stage(model, "attention", out, cfg, form="translator",
+                                                          positions="all")))
     return stages
 
 

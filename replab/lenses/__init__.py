@@ -6,6 +6,7 @@
     lens = train("tuned", model, "world:corpus", steps=250, batch_size=1024, out="runs/world-tuned")
     evaluate(lens, model, held_out)          # per layer: kl, ce, top1, entropy, depth_fraction
     logits = lens(h, layer)                  # layer 0 = embeddings, i = output of block i-1
+    head_facts(attention_lens, model, replab.datasets.load("world:capital"))  # which heads carry capitals
 
 Every lens decodes through the model's own final norm and unembedding; ``replab.lenses.load(dir, model)``
 reads replab's files and tuned-lens 0.2's ``config.json`` + ``params.pt``.
@@ -25,10 +26,9 @@ _EXPORTS = {
     "train": "replab.lenses.train",
     "LensTrainConfig": "replab.lenses.config",
     "evaluate": "replab.lenses.evaluate",
-    "head_top_tokens": "replab.lenses.evaluate",
-    "head_truth": "replab.lenses.evaluate",
+    "head_topk": "replab.lenses.evaluate",
+    "prompt_table": "replab.lenses.evaluate",
     "head_facts": "replab.lenses.evaluate",
-    "answer_ids": "replab.lenses.evaluate",
     "load": "replab.lenses.base",
     "lens_loss": "replab.lenses.train",
     "resid_hook": "replab.lenses.base",

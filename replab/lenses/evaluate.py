@@ -1,31 +1,36 @@
-"""``replab.lenses.evaluate``: per-layer (and per-head) KL, cross-entropy, top-1 agreement, entropy, prediction depth.
-
-For attention lenses also: each head's top-k decoded tokens at the last position of a prompt set
-(``head_top_tokens``), and where the true next token is known (the world model's relation prompt sets)
-how often each head's lens ranks it in its top-k (``head_truth``, ``head_facts``: which heads carry which facts).
-"""
+"""``replab.lenses.evaluate``: per-layer KL, cross-entropy, top-1 agreement, entropy and prediction depth."""
 
 from __future__ import annotations
 
 import pandas as pd
 import torch
 
-from replab.lenses.attention import AttentionLens
 from replab.lenses.base import Lens, final_hook
 from replab.protocols import HookedModel
 
 
+def _scores(logp: torch.Tensor, logq: torch.Tensor, top: torch.Tensor, has_next: torch.Tensor,
+            nxt: torch.Tensor) -> torch.Tensor:
+    """``[H, 4]`` sums of KL, next-token CE, top-1 agreement and entropy of ``logq`` ``[rows, H, V]``."""
+    kl = (logp.exp()[:, None] * (logp[:, None] - logq)).sum((0, 2))
+    ce = -logq[has_next].gather(2, nxt[has_next, None, None].expand(-1, logq.shape[1], 1)).sum((0, 2))
+    agree = (logq.argmax(-1) == top[:, None]).sum(0)
+    ent = -(logq.exp() * logq).sum((0, 2))
+    return torch.stack([kl, ce, agree.to(kl.dtype), ent], -1).double().cpu()
+
+
 @torch.no_grad()
 def evaluate(lens: Lens, model: HookedModel, data, *, batch_size: int = 16, positions: str = "all", context: int | None = None,
-             max_tokens: int | None = None, progress: bool = False) -> pd.DataFrame:
+             max_tokens: int | None = None, heads: bool = False, progress: bool = False) -> pd.DataFrame:
     """Score ``lens`` against the model's own output on ``data`` (anything ``run_batches`` reads).
 
     Returns:
-        One row per lens layer: ``layer``, ``head`` (-1: the layer's whole lens), ``hook``, ``kl`` (mean KL(model || lens), nats), ``ce`` (cross-entropy
+        One row per lens layer: ``layer``, ``hook``, ``kl`` (mean KL(model || lens), nats), ``ce`` (cross-entropy
         of the next token, rows with one), ``top1`` (agreement of the lens's top token with the model's),
         ``entropy`` (of the lens distribution), ``depth_fraction`` (tokens whose prediction depth is at most
-        this layer). An attention lens adds one row per (block, head) scoring that head's lens alone
-        (``head_logits``), ``depth_fraction`` NaN there. ``df.attrs``: ``prediction_depth`` (mean over tokens of the first layer from which the
+        this layer). With ``heads=True`` an attention lens adds one row per (block, head) after each block's row,
+        scoring that head's lens alone (``head`` is the head index, NA on the summed lens's rows;
+        ``depth_fraction`` NA on head rows). ``df.attrs``: ``prediction_depth`` (mean over tokens of the first layer from which the
         lens's top-1 stays the model's; ``n_layers`` when only the output agrees), ``tokens``, ``final_ce``.
     """
     from replab.models import run_batches
@@ -33,11 +38,11 @@ def evaluate(lens: Lens, model: HookedModel, data, *, batch_size: int = 16, posi
     layers = lens.layers()
     hooks = sorted({lens.input_hook(layer) for layer in layers} | {final_hook(model)})
     L = len(layers)
-    heads = isinstance(lens, AttentionLens)
-    H = int(model.cfg.n_heads) if heads else 0
     sums = torch.zeros(L, 4, dtype=torch.float64)  # kl, ce, top1, entropy
-    head_sums = torch.zeros(L, H, 4, dtype=torch.float64)
     depth_hist = torch.zeros(L + 1, dtype=torch.float64)
+    per_head = heads and lens.kind == "attention"
+    H = int(model.cfg.n_heads)
+    head_sums = torch.zeros(L, H, 4, dtype=torch.float64)
     n = n_ce = 0
     final_ce = 0.0
     for fb in run_batches(model, data, hooks, positions=positions, logits="logprobs", batch_size=batch_size,
@@ -55,9 +60,9 @@ def evaluate(lens: Lens, model: HookedModel, data, *, batch_size: int = 16, posi
             agree[i] = (logq.argmax(-1) == top).cpu()
             sums[i, 2] += float(agree[i].sum())
             sums[i, 3] += float(-(logq.exp() * logq).sum())
-            if heads:
-                head_sums[i] += _scores(torch.log_softmax(lens.head_logits(fb.acts[lens.input_hook(layer)], layer)
-                                                          .float(), -1), logp, top, nxt, has_next)
+            if per_head:
+                head_sums[i] += _scores(logp, torch.log_softmax(
+                    lens.head_logits(fb.acts[lens.input_hook(layer)], layer).float(), -1), top, has_next, nxt)
         stays = agree.flip(0).cumprod(0).flip(0).bool()  # [L, rows]: agrees here and at every later layer
         depth = L - stays.sum(0)
         depth_hist += torch.bincount(depth, minlength=L + 1).double()
@@ -71,110 +76,133 @@ def evaluate(lens: Lens, model: HookedModel, data, *, batch_size: int = 16, posi
         "top1": (sums[:, 2] / max(n, 1)).numpy(), "entropy": (sums[:, 3] / max(n, 1)).numpy(),
         "depth_fraction": cum[:L].numpy(),
     })
-    if heads:
-        hs = head_sums / torch.tensor([max(n, 1), max(n_ce, 1), max(n, 1), max(n, 1)], dtype=torch.float64)
-        df.insert(1, "head", -1)
-        rows = pd.DataFrame([{"layer": layer, "head": h, "hook": lens.input_hook(layer), "kl": float(hs[i, h, 0]),
-                              "ce": float(hs[i, h, 1]), "top1": float(hs[i, h, 2]), "entropy": float(hs[i, h, 3]),
-                              "depth_fraction": float("nan")} for i, layer in enumerate(layers) for h in range(H)])
-        df = pd.concat([df, rows], ignore_index=True)
+    if per_head:
+        df.insert(1, "head", pd.array([pd.NA] * L, dtype="Int64"))
+        heads = pd.DataFrame([{"layer": layer, "head": h, "hook": df["hook"][i],
+                               **dict(zip(("kl", "ce", "top1", "entropy"),
+                                          (head_sums[i, h] / torch.tensor([n, n_ce, n, n]).clamp(min=1)).tolist())),
+                               "depth_fraction": float("nan")} for i, layer in enumerate(layers) for h in range(H)])
+        heads["head"] = heads["head"].astype("Int64")
+        df = pd.concat([df, heads]).sort_values(["layer", "head"], na_position="first", kind="stable")
+        df = df.reset_index(drop=True)
     df.attrs.update(prediction_depth=float((depth_hist * torch.arange(L + 1)).sum() / max(n, 1)), tokens=n,
                     final_ce=final_ce / max(n_ce, 1))
     return df
 
 
-def _scores(logq: torch.Tensor, logp: torch.Tensor, top: torch.Tensor, nxt: torch.Tensor,
-            has_next: torch.Tensor) -> torch.Tensor:
-    """Summed (kl, ce, top1, entropy) per head: ``logq`` ``[rows, H, V]`` against the model's ``logp`` ``[rows, V]``."""
-    p = logp.exp()[:, None]
-    kl = (p * (logp[:, None] - logq)).sum((0, 2))
-    ce = -logq[has_next].gather(2, nxt[has_next, None, None].expand(-1, logq.shape[1], 1)).sum((0, 2))
-    top1 = (logq.argmax(-1) == top[:, None]).sum(0)
-    ent = -(logq.exp() * logq).sum((0, 2))
-    return torch.stack([kl, ce, top1.to(kl.dtype), ent], -1).double().cpu()
+def _decode(model, ids) -> list[str]:
+    return [model.tokenizer.decode([int(i)]) for i in ids]
 
 
 @torch.no_grad()
-def _last_heads(lens: AttentionLens, model, prompts, batch_size: int):
-    """Yield ``(start, {block: [n, H, V] head lens logits})`` at the last position of each prompt."""
+def prompt_table(lens: Lens, model, text: str) -> pd.DataFrame:
+    """Every lens layer at every position of ``text``, plus the model's output as layer ``n_layers``.
+
+    Returns:
+        One row per (layer, position): ``layer``, ``position``, ``token`` (the input token), ``top_token``,
+        ``top_prob``, ``next_token`` (the token that follows, ``None`` at the end), ``next_token_prob`` (its
+        probability under the lens, NaN at the end). Layers are tuned-lens indices (0 = embeddings).
+
+    Raises:
+        DataError: an attention lens (it has no per-position residual reading; use ``head_topk``), an empty
+        prompt or one longer than the model's context.
+    """
+    from replab.errors import DataError
+    from replab.lenses.logit import LogitLens
     from replab.models import run_batches
 
-    hooks = sorted({lens.input_hook(b) for b in lens.layers()})
-    for fb in run_batches(model, prompts, hooks, positions="last", batch_size=batch_size):
-        yield fb.start, {b: lens.head_logits(fb.acts[lens.input_hook(b)], b).float() for b in lens.layers()}
+    if lens.kind == "attention":
+        raise DataError("prompt_table reads residual-stream lenses; for an attention lens use head_topk.")
+    if not text:
+        raise DataError("The prompt is empty; type some text.")
+    tokens = model.to_tokens(text, truncate=False)
+    n_ctx = getattr(model.cfg, "n_ctx", None)
+    if n_ctx and tokens.shape[1] > n_ctx:
+        raise DataError(f"The prompt is {tokens.shape[1]} tokens long; the model's context is {n_ctx} tokens. "
+                        "Shorten it.")
+    layers = [*lens.layers(), lens.n_layers]
+    hooks = sorted({lens.input_hook(layer) for layer in lens.layers()} | {final_hook(model)})
+    (fb,) = run_batches(model, tokens.cpu(), hooks, batch_size=1)
+    ids = tokens[0].tolist()
+    words = _decode(model, ids)
+    following = torch.tensor(ids[1:] + [ids[-1]])
+    frames = []
+    for layer in layers:
+        reader = lens if layer < lens.n_layers else LogitLens(model)
+        probs = torch.softmax(reader(fb.acts[reader.input_hook(layer)], layer).float(), -1).cpu()
+        top = probs.max(-1)
+        nxt = probs[torch.arange(len(ids)), following].numpy().copy()
+        nxt[-1] = float("nan")
+        frames.append(pd.DataFrame({
+            "layer": layer, "position": range(len(ids)), "token": words,
+            "top_token": _decode(model, top.indices.tolist()), "top_prob": top.values.numpy(),
+            "next_token": words[1:] + [None], "next_token_prob": nxt}))
+    return pd.concat(frames, ignore_index=True)
 
 
-def _require_attention(lens) -> None:
-    if not isinstance(lens, AttentionLens):
-        from replab.errors import DataError
-        raise DataError(f"Per-head tables need an attention lens; got a {lens.kind!r} lens. "
-                        "Train one with `replab lens train --kind attention`.")
+def _head_probs(lens, model, data, batch_size: int):
+    """Yield ``(batch, {block: [rows, n_heads, d_vocab] probabilities})`` at each prompt's last position."""
+    from replab.errors import DataError
+    from replab.models import run_batches
+
+    if lens.kind != "attention":
+        raise DataError(f"Per-head tables need an attention lens; got a {lens.kind!r} lens.")
+    hooks = [lens.input_hook(b) for b in lens.layers()]
+    for fb in run_batches(model, data, hooks, positions="last", batch_size=batch_size):
+        yield fb, {b: torch.softmax(lens.head_logits(fb.acts[lens.input_hook(b)], b).float(), -1)
+                   for b in lens.layers()}
 
 
-def head_top_tokens(lens: AttentionLens, model, prompts, *, k: int = 5, batch_size: int = 16) -> pd.DataFrame:
-    """Each head's top-``k`` decoded tokens at the last position of every prompt.
+@torch.no_grad()
+def head_topk(lens: Lens, model, data, *, k: int = 5, batch_size: int = 16) -> pd.DataFrame:
+    """Each attention head's top-``k`` decoded tokens at the last position of every prompt in ``data``.
 
     Returns:
-        A tidy table, one row per (prompt, layer, head, rank): ``prompt`` (index), ``layer`` (block), ``head``,
-        ``rank`` (0 = top), ``token_id``, ``token``, ``prob`` (under that head's lens alone).
+        One row per (prompt, block, head, rank): ``prompt`` (index), ``block``, ``head``, ``rank`` (1-based),
+        ``token_id``, ``token``, ``prob`` (softmax of that head's lens logits alone).
     """
-    _require_attention(lens)
     rows = []
-    for start, per_block in _last_heads(lens, model, prompts, batch_size):
-        for b, logits in per_block.items():
-            top = torch.softmax(logits, -1).topk(k, -1)  # [n, H, k]
-            for j in range(logits.shape[0]):
-                for h in range(logits.shape[1]):
-                    for r in range(k):
-                        tid = int(top.indices[j, h, r])
-                        rows.append((start + j, b, h, r, tid, model.tokenizer.decode([tid]), float(top.values[j, h, r])))
-    return pd.DataFrame(rows, columns=["prompt", "layer", "head", "rank", "token_id", "token", "prob"])
+    for fb, probs in _head_probs(lens, model, data, batch_size):
+        for block, p in probs.items():
+            top = p.topk(min(k, p.shape[-1]), -1)  # [rows, H, k]
+            for r in range(p.shape[0]):
+                for h in range(p.shape[1]):
+                    ids = top.indices[r, h].tolist()
+                    for rank, (i, v) in enumerate(zip(ids, top.values[r, h].tolist()), 1):
+                        rows.append((fb.start + int(fb.item[r]), block, h, rank, i, v))
+    df = pd.DataFrame(rows, columns=["prompt", "block", "head", "rank", "token_id", "prob"])
+    df.insert(5, "token", _decode(model, df["token_id"]) if len(df) else [])
+    return df
 
 
-def answer_ids(model, answers) -> torch.Tensor:
-    """The first token of each expected completion (``" Paris"``) ``[n]``: what the model must predict next."""
-    return torch.tensor([int(model.to_tokens(a, prepend_bos=False)[0, 0]) for a in answers])
+@torch.no_grad()
+def head_facts(lens: Lens, model, prompts, *, k: int = 10, batch_size: int = 32) -> pd.DataFrame:
+    """Which heads carry which facts: per head, the fraction of ``prompts`` whose true object is in its top-``k``.
 
-
-def head_truth(lens: AttentionLens, model, prompts, *, answers=None, k: int = 10, batch_size: int = 16) -> pd.DataFrame:
-    """How well each head's lens alone predicts the true next token at the last position of ``prompts``.
-
-    Args:
-        answers: the expected completions (default ``prompts.answers``); their first token is the truth.
-        k: a head "carries" a prompt's fact when the true token is among its lens's top ``k``.
+    ``prompts`` is a ``PromptSet`` with ``answers`` (e.g. ``replab.datasets.load("world:capital")``); the
+    object is the first token of each answer.
 
     Returns:
-        One row per (layer, head): ``hit_rate`` (fraction of prompts with the truth in the top ``k``),
-        ``rank`` (mean normalised rank of the truth, 0 = top, 1 = bottom), ``prob`` (its mean probability), ``n``.
+        One row per (block, head): ``block``, ``head``, ``fraction`` (answer in the head's top-k),
+        ``mean_rank`` (1-based rank of the answer under the head's lens), ``n`` prompts.
     """
-    _require_attention(lens)
-    answers = answers if answers is not None else getattr(prompts, "answers", None)
-    if answers is None:
-        from replab.errors import DataError
-        raise DataError("head_truth needs the true completions: a prompt set with answers, or answers=[...].")
-    truth = answer_ids(model, answers)
-    H, V = int(model.cfg.n_heads), int(model.cfg.d_vocab)
-    stats = {b: torch.zeros(H, 3, dtype=torch.float64) for b in lens.layers()}  # hits, rank, prob
-    n = 0
-    for start, per_block in _last_heads(lens, model, prompts, batch_size):
-        t = truth[start: start + next(iter(per_block.values())).shape[0]].to(next(iter(per_block.values())).device)
-        for b, logits in per_block.items():
-            true_logit = logits.gather(-1, t[:, None, None].expand(-1, H, 1))  # [n, H, 1]
-            above = (logits > true_logit).sum(-1).double()  # tokens ranked strictly above the truth
-            prob = torch.softmax(logits, -1).gather(-1, t[:, None, None].expand(-1, H, 1))[..., 0].double()
-            stats[b] += torch.stack([(above < k).double().sum(0), (above / max(V - 1, 1)).sum(0), prob.sum(0)], -1).cpu()
-        n += len(t)
-    rows = [{"layer": b, "head": h, "hit_rate": float(s[h, 0] / max(n, 1)), "rank": float(s[h, 1] / max(n, 1)),
-             "prob": float(s[h, 2] / max(n, 1)), "n": n} for b, s in stats.items() for h in range(H)]
-    return pd.DataFrame(rows)
+    from replab.errors import DataError
 
-
-def head_facts(lens: AttentionLens, model, prompt_sets: dict, *, k: int = 10, batch_size: int = 16) -> pd.DataFrame:
-    """Which heads carry which facts: ``{relation: PromptSet with answers}`` -> one row per (layer, head),
-    one column per relation holding ``head_truth``'s ``hit_rate``."""
-    table = None
-    for name, prompts in prompt_sets.items():
-        t = head_truth(lens, model, prompts, k=k, batch_size=batch_size)[["layer", "head", "hit_rate"]]
-        t = t.rename(columns={"hit_rate": name})
-        table = t if table is None else table.merge(t, on=["layer", "head"])
-    return table
+    answers = getattr(prompts, "answers", None)
+    if not answers:
+        raise DataError("head_facts needs a prompt set with answers, e.g. replab.datasets.load('world:capital').")
+    target = torch.tensor([model.to_tokens(a, prepend_bos=False)[0, 0].item() for a in answers])
+    hits: dict[tuple[int, int], list[float]] = {}
+    for fb, probs in _head_probs(lens, model, prompts, batch_size):
+        t = target[fb.start + fb.item.cpu()]
+        for block, p in probs.items():
+            p = p.cpu()
+            mine = p.gather(-1, t[:, None, None].expand(-1, p.shape[1], 1))  # [rows, H, 1]
+            rank = 1 + (p > mine).sum(-1)  # [rows, H]
+            for h in range(p.shape[1]):
+                acc = hits.setdefault((block, h), [0.0, 0.0, 0.0])
+                acc[0] += float((rank[:, h] <= k).sum())
+                acc[1] += float(rank[:, h].sum())
+                acc[2] += rank.shape[0]
+    return pd.DataFrame([{"block": b, "head": h, "fraction": a / n, "mean_rank": r / n, "n": int(n)}
+                         for (b, h), (a, r, n) in sorted(hits.items())])

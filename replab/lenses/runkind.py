@@ -18,24 +18,23 @@ KIND = RunKind(
 )
 
 
-def lens_run(kind: str, model, train_data, held_data, out, *, eval_positions: str = "all", **train_kw):
-    """Train a lens into run directory ``out`` (kind ``lens``), then score it on ``held_data``.
+def lens_run(kind: str, model, train_data, held_data, out, *, eval_positions: str = "all",
+             eval_max_tokens: int | None = None, **train_kw):
+    """Train a lens into run directory ``out`` (kind ``lens``), then score it per layer on ``held_data``.
 
-    Writes the ``layers`` table (``replab.lenses.evaluate``; per head too for an attention lens) and
-    adds ``mean_kl`` (over the whole-layer rows) and ``prediction_depth`` to the run's metrics.
+    Writes the ``layers`` table (``replab.lenses.evaluate``) and adds ``mean_kl`` and ``prediction_depth``
+    to the run's metrics; ``train_kw`` goes to ``replab.lenses.train``.
 
     Returns:
-        The trained lens.
+        The finished run.
     """
     from replab.lenses.evaluate import evaluate
     from replab.lenses.train import train
     from replab.runs import Run
 
     lens = train(kind, model, train_data, out=out, **train_kw)
-    df = evaluate(lens, model, held_data, positions=eval_positions, context=train_kw.get("context"))
+    df = evaluate(lens, model, held_data, positions=eval_positions, context=train_kw.get("context"),
+                  max_tokens=eval_max_tokens)
     run = Run.open(out)
     run.write_table("layers", df)
-    layer_rows = df[df["head"] == -1] if "head" in df else df
-    run.finish({**lens.metrics, "mean_kl": float(layer_rows["kl"].mean()),
-                "prediction_depth": df.attrs["prediction_depth"]})
-    return lens
+    return run.finish({"mean_kl": float(df["kl"].mean()), "prediction_depth": df.attrs["prediction_depth"]})

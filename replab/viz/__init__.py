@@ -19,6 +19,7 @@ from replab.viz.figures import (
     topk_bar,
 )
 from replab.viz.highlight import token_spans
+from replab.viz.lens_figures import head_bar, head_grid, lens_curves, lens_prompt_heatmap
 from replab.viz.lens import (
     MAX_PARAMS,
     MAX_TOKENS,
@@ -51,5 +52,5 @@ __all__ = [
     "feature_table", "find_latents", "read_latent", "world_cards", "card_tables",
     "pca_2d", "Projection", "token_spans",
     "lens_heatmap", "topk_bar", "attention_heatmap", "pca_scatter", "sae_comparison", "activation_histogram",
-    "logit_effects", "causal_bars",
+    "logit_effects", "causal_bars", "lens_curves", "lens_prompt_heatmap", "head_grid", "head_bar",
 ]
