@@ -338,6 +338,7 @@ def train(
         _write_outputs(run, sae, history, metrics)
         if owns_run:
             run.finish()
+    distributed.barrier()  # every rank returns once rank 0 has written: no rank tears down the group early
     return TrainResult(sae=sae, history=history, metrics=metrics, run=run)
 
 
