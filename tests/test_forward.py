@@ -46,6 +46,9 @@ def test_token_ids_and_trailing_shapes(tiny_model):
 
 
 def test_early_stop_runs_no_layer_after_the_deepest_hook(tiny_model):
+    from replab.models import hook_names
+
+    hook_names(tiny_model)  # the catalogue's one full forward happens now, not under the hook below
     fired = []
     handle = tiny_model.hook_dict["blocks.1.hook_resid_post"].register_forward_hook(lambda *a: fired.append(1))
     try:

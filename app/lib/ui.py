@@ -177,6 +177,18 @@ def store(path: str | Path):
     return _store(str(path), _mtime(path, "manifest.json"))
 
 
+@st.cache_resource(show_spinner="Loading the lens...", max_entries=8)
+def _lens(path: str, stamp: int, _model):
+    from replab.lenses import load
+
+    return load(f"{path}/lens", _model)
+
+
+def lens(path: str | Path, model):
+    """The lens of the ``lens`` run at ``path`` for ``model`` (cached until the run changes)."""
+    return _lens(str(path), _mtime(path, "run.json"), model)
+
+
 @st.cache_data(show_spinner="Projecting activations (PCA)...", max_entries=32)
 def _pca(path: str, hook: str, stamp: int) -> viz.Projection:
     return viz.pca_2d(store(Path(path))[hook])

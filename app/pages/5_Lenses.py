@@ -5,7 +5,7 @@ import streamlit as st
 from lib import ui
 
 from replab import viz
-from replab.lenses import head_topk, load, prompt_table
+from replab.lenses import head_topk, prompt_table
 from replab.runs import Run
 
 root = ui.page("Lenses", "Lenses written by `replab lens train` and scored by `replab lens eval`: each layer's "
@@ -23,14 +23,8 @@ for name, path in zip(runs["name"], runs["path"]):
 lens_kind = {name: run.info["config"].get("kind") for name, run in opened.items()}
 
 
-@st.cache_resource(show_spinner="Loading the lens...", max_entries=8)
-def _lens(path: str, stamp: int, _model):
-    return load(f"{path}/lens", _model)
-
-
 def lens_of(name: str, model):
-    run = opened[name]
-    return _lens(str(run.path), ui._mtime(run.path, "run.json"), model)
+    return ui.lens(opened[name].path, model)
 
 
 def model_of(name: str):

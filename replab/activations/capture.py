@@ -182,9 +182,7 @@ def capture(
         DataError: positions the source cannot supply, a non-per-token hook, bad context.
         StoreError: ``out`` holds a store made with different settings (differences listed).
     """
-    shards.check_dtype(dtype)
-    if batch_size < 1:
-        raise DataError(f"batch_size must be at least 1, got {batch_size}.")
+    CaptureConfig(dtype=dtype, batch_size=batch_size, max_tokens=max_tokens, context=context, shard_mb=shard_mb)
     out = Path(out)
     src = as_source(source, model, context=context, max_tokens=max_tokens)
     spec = Positions.parse(positions)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterator
 from functools import cached_property
@@ -15,6 +14,7 @@ import torch
 from replab.activations import shards
 from replab.activations.arrays import ShardedArray
 from replab.errors import HookNameError, StoreError
+from replab.fileio import read_json
 
 
 def verify(path: str | os.PathLike) -> dict[str, Any]:
@@ -141,7 +141,8 @@ class ActivationStore:
 
         df = pd.DataFrame({c: np.asarray(self._column(f"meta.{c}"))[:, 0] for c in shards.META_COLUMNS})
         if self.manifest.get("prompts"):
-            prompts = pd.DataFrame(json.loads((self.path / shards.PROMPTS).read_text()))
+            prompts = pd.DataFrame(read_json(self.path / shards.PROMPTS, "Store prompts", error=StoreError,
+                                             fix="re-run the capture with resume=False (--no-resume)"))
             df = pd.concat([df, prompts.iloc[df["prompt_index"].to_numpy()].reset_index(drop=True)], axis=1)
         return df
 

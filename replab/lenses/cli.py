@@ -70,6 +70,7 @@ def _eval(args: argparse.Namespace) -> int:
     print(df.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
     print(f"prediction depth {df.attrs['prediction_depth']:.3f} over {df.attrs['tokens']} tokens")
     if run is not None:
-        run.write_table("layers", df)
-        run.finish({"mean_kl": float(df["kl"].mean()), "prediction_depth": df.attrs["prediction_depth"]})
+        from replab.lenses.runkind import write_scores
+
+        write_scores(run, df)
     return 0

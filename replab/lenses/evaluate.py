@@ -100,7 +100,7 @@ def prompt_table(lens: Lens, model, text: str) -> pd.DataFrame:
 
     Returns:
         One row per (layer, position): ``layer``, ``position``, ``token`` (the input token), ``top_token``,
-        ``top_prob``, ``next_token`` (the token that follows, ``None`` at the end), ``next_token_prob`` (its
+        ``top_token_id``, ``top_prob``, ``next_token`` (the token that follows, ``None`` at the end), ``next_token_prob`` (its
         probability under the lens, NaN at the end). Layers are tuned-lens indices (0 = embeddings).
 
     Raises:
@@ -135,8 +135,8 @@ def prompt_table(lens: Lens, model, text: str) -> pd.DataFrame:
         nxt[-1] = float("nan")
         frames.append(pd.DataFrame({
             "layer": layer, "position": range(len(ids)), "token": words,
-            "top_token": _decode(model, top.indices.tolist()), "top_prob": top.values.numpy(),
-            "next_token": words[1:] + [None], "next_token_prob": nxt}))
+            "top_token": _decode(model, top.indices.tolist()), "top_token_id": top.indices.numpy(),
+            "top_prob": top.values.numpy(), "next_token": words[1:] + [None], "next_token_prob": nxt}))
     return pd.concat(frames, ignore_index=True)
 
 

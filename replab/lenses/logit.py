@@ -8,11 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
 import pandas as pd
-import torch
 
-from replab.errors import DataError
 from replab.lenses.base import Lens
 from replab.protocols import HookedModel
 
@@ -29,16 +26,12 @@ class LogitLens(Lens):
     Config = LogitLensConfig
 
 
-def _decode(model, ids) -> list[str]:
-    return [model.tokenizer.decode([int(i)]) for i in ids]
-
-
-@torch.no_grad()
 def logit_lens(model: HookedModel, text: str) -> pd.DataFrame:
     """Decode every block's output at every position of ``text`` (logit lens).
 
     ``blocks.{l}.hook_resid_post`` ``[seq, d_model]`` goes through ``model.ln_final`` and the
-    unembedding to a next-token distribution ``[seq, d_vocab]`` (read through ``run_batches``).
+    unembedding to a next-token distribution ``[seq, d_vocab]``: ``prompt_table`` of the
+    ``LogitLens``, indexed by block.
 
     Returns:
         A tidy table, one row per (layer, position): ``layer`` (block index), ``hook``, ``position``,
@@ -49,31 +42,9 @@ def logit_lens(model: HookedModel, text: str) -> pd.DataFrame:
     Raises:
         DataError: an empty prompt, or one longer than the model's context.
     """
-    from replab.models import run_batches
+    from replab.lenses.evaluate import prompt_table
 
-    if not text:
-        raise DataError("The prompt is empty; type some text.")
-    tokens = model.to_tokens(text, truncate=False)  # to_tokens cuts at n_ctx silently by default
-    n_ctx = getattr(model.cfg, "n_ctx", None)
-    if n_ctx and tokens.shape[1] > n_ctx:
-        raise DataError(f"The prompt is {tokens.shape[1]} tokens long; the model's context is {n_ctx} tokens. "
-                        "Shorten it.")
-    lens = LogitLens(model)
-    hooks = [f"blocks.{layer}.hook_resid_post" for layer in range(model.cfg.n_layers)]
-    (fb,) = run_batches(model, tokens.cpu(), hooks, batch_size=1)
-    ids = tokens[0].tolist()
-    words = _decode(model, ids)
-    seq = len(ids)
-    following = torch.tensor(ids[1:] + [0])
-    frames = []
-    for block, hook in enumerate(hooks):
-        probs = torch.softmax(lens(fb.acts[hook], block + 1).float(), -1).cpu()  # [seq, d_vocab]
-        top = probs.max(-1)
-        nxt = probs[torch.arange(seq), following].numpy().copy()
-        nxt[-1] = np.nan
-        frames.append(pd.DataFrame({
-            "layer": block, "hook": hook, "position": range(seq), "token": words,
-            "top_token": _decode(model, top.indices.tolist()), "top_token_id": top.indices.numpy(),
-            "top_prob": top.values.numpy(), "next_token": words[1:] + [None], "next_token_prob": nxt,
-        }))
-    return pd.concat(frames, ignore_index=True)
+    df = prompt_table(LogitLens(model), model, text)
+    df = df[df["layer"] >= 1].assign(layer=lambda d: d["layer"] - 1).reset_index(drop=True)
+    df.insert(1, "hook", [f"blocks.{b}.hook_resid_post" for b in df["layer"]])
+    return df

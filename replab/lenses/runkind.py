@@ -35,6 +35,11 @@ def lens_run(kind: str, model, train_data, held_data, out, *, eval_positions: st
     lens = train(kind, model, train_data, out=out, **train_kw)
     df = evaluate(lens, model, held_data, positions=eval_positions, context=train_kw.get("context"),
                   max_tokens=eval_max_tokens)
-    run = Run.open(out)
+    return write_scores(Run.open(out), df)
+
+
+def write_scores(run, df):
+    """Store a lens's per-layer scores (``replab.lenses.evaluate``) in its run: ``layers`` table, ``mean_kl`` and
+    ``prediction_depth`` metrics; returns the finished run."""
     run.write_table("layers", df)
     return run.finish({"mean_kl": float(df["kl"].mean()), "prediction_depth": df.attrs["prediction_depth"]})

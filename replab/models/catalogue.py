@@ -8,13 +8,11 @@ return ``None`` and are checked after load. This module imports neither torch no
 
 from __future__ import annotations
 
-import difflib
-import fnmatch
 import json
 from collections.abc import Iterable
 from pathlib import Path
 
-from replab.errors import HookNameError
+from replab.models.patterns import match_hooks
 
 # hook_names(model) for a GPT-2 bridge, one block written as blocks.{l}
 _GPT2_CATALOGUE = (
@@ -124,19 +122,8 @@ def check_hooks(checkpoint: str | Path, hooks: str | Iterable[str]) -> None:
     Does nothing when the catalogue cannot be derived from ``config.json``; the check then happens after load.
     """
     derived = checkpoint_hook_names(checkpoint)
-    if derived is None:
-        return
-    names, aliases = derived
-    for pat in [hooks] if isinstance(hooks, str) else list(hooks):
-        if pat in aliases or any(fnmatch.fnmatchcase(n, pat) for n in names):
-            continue
-        close = difflib.get_close_matches(pat, names, n=5, cutoff=0.5)
-        hint = f" Close matches: {', '.join(close)}." if close else ""
-        raise HookNameError(
-            f"Hook {pat!r} matches nothing on this model.{hint} "
-            "See replab.hook_names(model) (or `replab hooks --model NAME`) for the full list."
-        )
-
+    if derived is not None:
+        match_hooks(hooks, *derived)
 
 
 def checkpoint_dir(name: str | Path) -> Path:

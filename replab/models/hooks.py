@@ -9,15 +9,14 @@ the first canonical name where a group has none.
 
 from __future__ import annotations
 
-import difflib
 import fnmatch
 import re
 import weakref
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable
 
 import torch
 
-from replab.errors import HookNameError
+from replab.models.patterns import match_hooks
 
 # Names HookedTransformer users know; kept whenever the bridge exposes them.
 _LEGACY = re.compile(
@@ -72,37 +71,7 @@ def resolve_hooks(model, hooks: str | Iterable[str]) -> list[str]:
     Raises:
         HookNameError: a name or pattern matched nothing; the message lists close matches.
     """
-    patterns: Sequence[str] = [hooks] if isinstance(hooks, str) else list(hooks)
-    if not patterns:
-        raise HookNameError("No hooks given. Pass a name or a glob such as 'blocks.*.hook_resid_post'.")
-    available = _catalogue(model)
-    aliases = set(model.hook_dict) if hasattr(model, "hook_dict") else set()
-
-    def missing(pat: str) -> list[str]:
-        if pat in aliases:
-            return [pat]  # an alias name the catalogue folded away is still a valid hook
-        close = difflib.get_close_matches(pat, available, n=5, cutoff=0.5)
-        hint = f" Close matches: {', '.join(close)}." if close else ""
-        raise HookNameError(
-            f"Hook {pat!r} matches nothing on this model.{hint} "
-            "See replab.hook_names(model) (or `replab hooks --model NAME`) for the full list."
-        )
-
-    out = expand_patterns(patterns, available, missing)
-    return sorted(out, key=lambda n: available.index(n) if n in available else len(available))
-
-
-def expand_patterns(patterns: Sequence[str], available: Sequence[str],
-                    missing: Callable[[str], list[str]]) -> list[str]:
-    """The names in ``available`` matching each name or glob, in pattern order, without repeats.
-
-    ``missing(pattern)`` supplies the names for a pattern that matched nothing, or raises.
-    """
-    out: list[str] = []
-    for pat in patterns:
-        matched = [n for n in available if fnmatch.fnmatchcase(n, pat)] or missing(pat)
-        out.extend(m for m in matched if m not in out)
-    return out
+    return match_hooks(hooks, _catalogue(model), set(model.hook_dict) if hasattr(model, "hook_dict") else set())
 
 
 def hook_site(name: str) -> str:

@@ -20,7 +20,8 @@ import torch
 from tqdm.auto import tqdm
 
 from replab.errors import DataError, HookNameError
-from replab.models.hooks import expand_patterns, hook_layer
+from replab.models.hooks import hook_layer
+from replab.models.patterns import expand_patterns
 from replab.probes.base import Probe, as_features, as_values, encode_labels, make_probe
 from replab.probes.baselines import control_labels, shuffled_labels
 from replab.probes.config import SweepConfig
