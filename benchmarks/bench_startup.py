@@ -26,6 +26,9 @@ def _cases(tmp: Path) -> dict[str, list[str]]:
                                "--prompts", str(prompts), "--out", str(tmp / "s1")],
         "capture, missing prompts": [*cli, "capture", "--model", "world", "--hooks", "blocks.0.hook_resid_post",
                                      "--prompts", str(tmp / "missing.jsonl"), "--out", str(tmp / "s2")],
+        "train-sae --help": [*cli, "train-sae", "--help"],
+        "train-sae, unknown architecture": [*cli, "train-sae", "--store", str(tmp / "s3"), "--d-sae", "64",
+                                            "--arch", "gated"],
         "load_model('world')": [py, "-c", "import replab; replab.load_model('world')"],
     }
 

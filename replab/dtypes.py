@@ -30,6 +30,19 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'replab.dtypes' has no attribute {name!r}")
 
 
+def dtype_name(name: "str | torch.dtype", *, allowed: tuple[str, ...] = DTYPE_NAMES, what: str = "dtype",
+               error: type[ReplabError] = DataError) -> str:
+    """``"float32"`` / ``"torch.float32"`` / ``torch.float32`` -> ``"float32"``, without importing torch.
+
+    Raises:
+        error: the name is not one of ``allowed`` (the message lists them).
+    """
+    key = str(name).replace("torch.", "")
+    if key not in allowed:
+        raise error(f"Unsupported {what} {name!r}; use one of {', '.join(allowed)}.")
+    return key
+
+
 def parse_dtype(name: "str | torch.dtype", *, allowed: tuple[str, ...] = DTYPE_NAMES, what: str = "dtype",
                 error: type[ReplabError] = DataError) -> "torch.dtype":
     """``"float32"`` / ``"torch.float32"`` / ``torch.float32`` -> ``torch.float32``.
@@ -39,7 +52,4 @@ def parse_dtype(name: "str | torch.dtype", *, allowed: tuple[str, ...] = DTYPE_N
     """
     import torch
 
-    key = str(name).replace("torch.", "")
-    if key not in allowed:
-        raise error(f"Unsupported {what} {name!r}; use one of {', '.join(allowed)}.")
-    return getattr(torch, key)
+    return getattr(torch, dtype_name(name, allowed=allowed, what=what, error=error))

@@ -11,6 +11,7 @@ import sys
 import types
 from collections.abc import Mapping
 from importlib import import_module
+from importlib.util import find_spec
 from typing import Any
 
 
@@ -19,6 +20,7 @@ def lazy_exports(package: str, names: Mapping[str, str]) -> None:
 
     A public function named like its submodule (``replab.probes.sweep``) stays the function when the
     submodule is imported later (the import system would otherwise set the package attribute to the module).
+    Any other submodule loads on attribute access too (``replab.saes.synthetic``).
     Usage, at the end of a package's ``__init__``: ``lazy_exports(__name__, {"sweep": "replab.probes.sweep"})``.
     """
 
@@ -29,6 +31,8 @@ def lazy_exports(package: str, names: Mapping[str, str]) -> None:
     class LazyPackage(types.ModuleType):
         def __getattr__(self, name: str) -> Any:
             if name not in names:
+                if not name.startswith("_") and find_spec(f"{package}.{name}") is not None:
+                    return import_module(f"{package}.{name}")  # a submodule (sets the attribute itself)
                 raise AttributeError(f"module {package!r} has no attribute {name!r}")
             value = resolve(name)
             self.__dict__[name] = value  # cached: later lookups are plain attribute reads

@@ -35,6 +35,10 @@ def _run(*argv: str) -> tuple[dict, str]:
      2, "matches nothing"),
     (["capture", "--model", "world", "--hooks", "x", "--prompts", "{good}", "--batch-size", "0", "--out", "{out}"],
      2, "--batch-size must be positive"),
+    (["train-sae", "--help"], 0, ""),
+    (["train-sae", "--store", "{out}", "--d-sae", "64", "--arch", "gated"], 2, "invalid choice: 'gated'"),
+    (["probe", "--help"], 0, ""),
+    (["lens", "train", "--help"], 0, ""),
 ])
 def test_no_torch_before_the_error(tmp_path, argv, rc, message):
     good = tmp_path / "good.jsonl"
@@ -54,3 +58,31 @@ def test_catalogue_from_config_equals_loaded_model(world_model, tiny_checkpoint,
         names, aliases = checkpoint_hook_names(checkpoint_path(name))
         assert names == hook_names(model)
         assert aliases | set(names) == set(model.hook_dict) | set(names)
+
+
+@pytest.fixture(scope="module")
+def small_store(tiny_model, tmp_path_factory):
+    import replab
+
+    d = tmp_path_factory.mktemp("startup")
+    rows = [{"text": f"The movie was {w}.", "label": i % 2} for i, w in enumerate(["great", "bad"] * 6)]
+    (d / "p.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
+    replab.capture(tiny_model, replab.datasets.load(d / "p.jsonl"), "blocks.0.hook_resid_post", positions="last",
+                   out=d / "store")
+    return d / "store"
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["probe", "--store", "{store}", "--cv", "10"], "the class counts are {0: 6, 1: 6}; lower cv to 6"),
+    (["probe", "--store", "{store}", "--hooks", "blocks.5.hook_resid_post"], "matches nothing in the store"),
+    (["probe", "--store", "{store}", "--target", "nope"], "'nope' is not a metadata column"),
+    (["train-sae", "--store", "{store}", "--hook", "blocks.5.hook_resid_post", "--d-sae", "8", "--no-model"],
+     "capture this hook first"),
+    (["train-sae", "--store", "{store}", "--d-sae", "8", "--k", "9", "--no-model"], "k must be between 1 and d_sae=8"),
+])
+def test_store_commands_refuse_bad_input_before_torch(small_store, tmp_path, argv, message):
+    """The store is read without torch, so a bad hook, target, cv or setting fails in well under a second."""
+    result, err = _run(*[a.format(store=small_store) for a in argv], "--out", str(tmp_path / "run"))
+    assert result == {"rc": 2, "torch": False, "tl": False}, err
+    assert message in err and "Traceback" not in err
+    assert not (tmp_path / "run").exists()

@@ -180,10 +180,40 @@ def test_lbfgs_batched_solves_each_problem_to_its_own_optimum():
     A = torch.from_numpy(np.stack([np.diag(rng.uniform(0.1, 10.0 ** k, D)) for k in range(P)]))  # conditioning 1..1e3
     b = torch.from_numpy(rng.normal(size=(P, D)))
 
-    def fg(x):  # f_p(x) = x A_p x / 2 - b_p x, minimum at A_p^-1 b_p
-        Ax = torch.einsum("pij,pj->pi", A, x)
-        return 0.5 * (x * Ax).sum(1) - (b * x).sum(1), Ax - b
+    def quadratics(A, b):  # f_p(x) = x A_p x / 2 - b_p x, minimum at A_p^-1 b_p; rows not active: NaN
+        def fg(x, active):
+            Ax = torch.einsum("pij,pj->pi", A, x)
+            f, g = 0.5 * (x * Ax).sum(1) - (b * x).sum(1), Ax - b
+            return torch.where(active, f, torch.nan), torch.where(active[:, None], g, torch.nan)
+        return fg
 
-    x, iterations, converged = lbfgs_batched(fg, torch.zeros(P, D, dtype=torch.float64), tol=1e-10)
+    x, iterations, converged = lbfgs_batched(quadratics(A, b), torch.zeros(P, D, dtype=torch.float64), tol=1e-10)
     assert converged and iterations < 200
     np.testing.assert_allclose(x.numpy(), torch.linalg.solve(A, b).numpy(), rtol=1e-6, atol=1e-8)
+
+    # Preconditioned by the exact inverse Hessian where the first step shows curvature above 2:
+    # the same optima; the well-conditioned problem 0 (eigenvalues in [0.1, 1]) stays plain.
+    seen = {}
+
+    def exact(A):
+        def factory(s, y, active):
+            seen["rows"] = rows = active & ((s * y).sum(1) / (s * s).sum(1) > 2)
+            return (lambda q, rows: torch.einsum("pij,pj->pi", torch.linalg.inv(A), q)), rows
+        return factory
+
+    x2, it2, converged = lbfgs_batched(quadratics(A, b), torch.zeros(P, D, dtype=torch.float64), tol=1e-10,
+                                       preconditioner=exact(A))
+    assert converged and seen["rows"].tolist() == [False, True, True, True]
+    np.testing.assert_allclose(x2.numpy(), x.numpy(), rtol=1e-6, atol=1e-8)
+    _, it3, converged = lbfgs_batched(quadratics(A[1:], b[1:]), torch.zeros(P - 1, D, dtype=torch.float64),
+                                      tol=1e-10, preconditioner=exact(A[1:]))
+    assert converged and it3 <= 3 < iterations  # one plain step, then Newton steps
+
+
+def test_torch_free_probe_tasks_match_the_registry():
+    from replab.probes import PROBES
+    from replab.probes.config import PROBE_TASKS
+
+    assert set(PROBE_TASKS) <= set(PROBES)
+    for name, task in PROBE_TASKS.items():
+        assert PROBES[name]().task == task

@@ -284,3 +284,12 @@ def test_sparse_training_loss_at_the_edges_one_row_and_every_latent_kept():
     torch.testing.assert_close(out.loss, expected)
     for g, w in zip(got, want):
         torch.testing.assert_close(g, w)
+
+
+def test_torch_free_arch_configs_match_the_registry():
+    from replab.saes.config import ARCH_CONFIGS
+    from replab.saes.registry import architectures, get
+
+    assert sorted(ARCH_CONFIGS) == architectures() and next(iter(ARCH_CONFIGS)) == "topk"  # the CLI default first
+    for name, config in ARCH_CONFIGS.items():
+        assert get(name).config_class is config

@@ -29,14 +29,16 @@ import os
 import shutil
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
-from replab.dtypes import STORE_DTYPES
+from replab import dtypes
 from replab.errors import StoreError
 from replab.fileio import read_json, read_tensors, write_json, write_tensors
+
+if TYPE_CHECKING:
+    import torch
 
 FORMAT = "replab.activation-store"
 FORMAT_VERSION = 1
@@ -72,12 +74,14 @@ def scale_column(hook: str) -> str:
     return f"scale.{hook}"
 
 
-def encode(x: torch.Tensor, dtype: str) -> np.ndarray:
+def encode(x: "torch.Tensor", dtype: str) -> np.ndarray:
     """``x`` [rows, d] in the store dtype (as ``gather_cast`` returns it; floats are rounded here if not)
     -> its bytes' numpy view (bf16 as uint16 bits, int8 codes as they are)."""
+    import torch  # here, so that opening and verifying a store imports no torch
+
     if dtype == "int8" and x.dtype != torch.int8:
         raise StoreError(f"int8 stores take quantised codes (replab.kernels.gather_cast), got {x.dtype} rows.")
-    t = x.detach().to(STORE_DTYPES[dtype]).cpu().contiguous()
+    t = x.detach().to(dtypes.STORE_DTYPES[dtype]).cpu().contiguous()
     return t.view(torch.int16).numpy().view(np.uint16) if dtype == "bfloat16" else t.numpy()
 
 

@@ -6,15 +6,17 @@ import os
 from collections.abc import Iterator
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from replab.activations import shards
 from replab.activations.arrays import ShardedArray
 from replab.errors import HookNameError, StoreError
 from replab.fileio import read_json
+
+if TYPE_CHECKING:
+    import torch
 
 
 def verify(path: str | os.PathLike) -> dict[str, Any]:
@@ -167,6 +169,8 @@ class ActivationStore:
 
     def iter_batches(self, hook: str, batch_size: int, shuffle: bool = True, seed: int = 0) -> Iterator[torch.Tensor]:
         """One epoch of float32 ``[b, d]`` tensors (the last may be smaller); a seed fixes the order."""
+        import torch  # here: opening a store imports no torch
+
         rows = self[hook]
         n = len(rows)
         order = np.random.default_rng(seed).permutation(n) if shuffle else None

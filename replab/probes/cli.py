@@ -7,7 +7,7 @@ import dataclasses
 from pathlib import Path
 
 from replab.configs import add_config_flags, config_from_args
-from replab.probes.config import SweepConfig
+from replab.probes.config import PROBE_TASKS, SweepConfig
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -30,15 +30,23 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run_cli(args: argparse.Namespace) -> None:
     config = config_from_args(SweepConfig, args)  # validated before the store is opened
     from replab.activations import ActivationStore
+    from replab.probes.inputs import check_inputs
+
+    store = ActivationStore.open(args.store)  # imports no torch: the checks below fail fast
+    probes = [s.strip() for s in args.probes.split(",") if s.strip()]
+    hooks = None if args.hooks is None else args.hooks.split(",")
+    tasks = {PROBE_TASKS.get(p) for p in probes}
+    if tasks <= set(PROBE_TASKS.values()) and len(tasks) == 1:  # plain built-in names (sweep checks the rest)
+        task = tasks.pop()
+        target = args.target or ("target" if task == "regression" else "label")
+        check_inputs(store, hooks, target, config.cv, classification=task == "classification")
 
     from replab.probes.runkind import probe_store
 
-    store = ActivationStore.open(args.store)
     out = Path(args.out) if args.out else Path(args.store).resolve().parent / "probes"
-    probes = [s.strip() for s in args.probes.split(",") if s.strip()]
     answers = None if args.answers is None else tuple(a for a in args.answers.split(",") if a)
     run = probe_store(
-        store, out, probes=probes, target=args.target, hooks=None if args.hooks is None else args.hooks.split(","),
+        store, out, probes=probes, target=args.target, hooks=hooks,
         causal=args.causal, causal_probe=args.causal_probe, answer_tokens=answers, n_random=args.n_random,
         **dataclasses.asdict(config),
     )

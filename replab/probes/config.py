@@ -20,7 +20,7 @@ class SweepConfig:
         mdl: also report MDL (online code) codelength and compression.
         seed: seed of the folds, control task and shuffled labels.
         device: where the probes' matrix products run, e.g. cuda (default the CPU).
-        layers_per_batch: hooks whose logistic probes are fitted together (default 1 on CPU, all that fit on a GPU).
+        layers_per_batch: hooks whose logistic probes are fitted together (default: all that fit in 64 MiB on CPU, a quarter of a GPU).
     """
 
     cv: int = 5
@@ -38,3 +38,9 @@ class SweepConfig:
             raise DataError(f"cv must be an integer of at least 2 (folds), got {self.cv!r}.")
         if self.layers_per_batch is not None and self.layers_per_batch < 1:
             raise DataError(f"layers_per_batch must be at least 1, got {self.layers_per_batch}.")
+
+
+PROBE_TASKS = {"logistic": "classification", "meandiff": "classification", "meandiff-iid": "classification",
+               "ridge": "regression"}
+"""What each built-in probe name of ``PROBES`` predicts, torch-free (``replab probe`` checks its target and
+``cv`` before importing torch)."""

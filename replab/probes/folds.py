@@ -14,28 +14,7 @@ import torch
 
 from replab.errors import DataError
 from replab.probes.base import Folds
-
-
-def check_class_counts(y: np.ndarray, cv: int, classes: np.ndarray | None = None) -> None:
-    """Raise before any fitting when a class has fewer rows than stratified ``cv``-fold CV needs.
-
-    Args:
-        y: ``[n]`` class indices (or labels).
-        cv: number of folds.
-        classes: names of the classes ``y`` indexes, for the message.
-
-    Raises:
-        DataError: naming every class's count and the largest ``cv`` that works.
-    """
-    uniq, counts = np.unique(y, return_counts=True)
-    if counts.min() >= cv:
-        return
-    names = uniq if classes is None else np.asarray(classes)[uniq]
-    listing = ", ".join(f"{c!r}: {k}" for c, k in zip(names.tolist(), counts.tolist()))
-    fix = (f"lower cv to {counts.min()} or fewer" if counts.min() >= 2 else
-           "add rows of the rare class or drop it (a class needs at least 2 rows)")
-    raise DataError(f"Stratified {cv}-fold CV needs at least {cv} rows per class, but the class counts are "
-                    f"{{{listing}}}; {fix}.")
+from replab.probes.inputs import check_class_counts
 
 
 def make_folds(y: np.ndarray, *, task: str, cv: int = 5, groups: np.ndarray | None = None, seed: int = 0,

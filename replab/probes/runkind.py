@@ -72,11 +72,12 @@ def _sweep(store, hooks, **settings):
     import pandas as pd
 
     from replab import distributed
-    from replab.probes.sweep import SweepResult, _as_data, _select_hooks, sweep
+    from replab.probes.inputs import as_data, select_hooks
+    from replab.probes.sweep import SweepResult, sweep
 
     if distributed.world_size() == 1:
         return sweep(store, hooks=hooks, **settings)
-    every = _select_hooks(_as_data(store).hooks, hooks)
+    every = select_hooks(as_data(store).hooks, hooks)
     if distributed.world_size() > len(every):
         raise DataError(f"A probe sweep over {len(every)} hooks cannot use {distributed.world_size()} ranks; "
                         "launch at most one process per hook.")

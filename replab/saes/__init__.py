@@ -10,43 +10,34 @@
     sae.save("my_sae"); saes.load("my_sae")          # SAELens format (cfg.json + sae_weights.safetensors)
 """
 
-from replab.saes import batchtopk, jumprelu, matching_pursuit, standard, synthetic, topk  # noqa: F401  (register)
-from replab.saes.base import SAE, SAEConfig, TrainContext, TrainOutput
-from replab.saes.batchtopk import BatchTopKConfig, BatchTopKSAE
-from replab.saes.evaluate import evaluate
-from replab.saes.features import analyze_features
-from replab.saes.io import export, load, save
-from replab.saes.jumprelu import JumpReLUConfig, JumpReLUSAE
-from replab.saes.matching_pursuit import MatchingPursuitConfig, MatchingPursuitSAE
-from replab.saes.registry import architectures, create
-from replab.saes.standard import StandardConfig, StandardSAE
-from replab.saes.topk import TopKConfig, TopKSAE
-from replab.saes.train import TrainConfig, TrainResult, train
+from replab.lazy import lazy_exports
 
-__all__ = [
-    "create",
-    "architectures",
-    "train",
-    "TrainConfig",
-    "TrainResult",
-    "evaluate",
-    "analyze_features",
-    "save",
-    "load",
-    "export",
-    "synthetic",
-    "SAE",
-    "SAEConfig",
-    "TrainContext",
-    "TrainOutput",
-    "StandardSAE",
-    "StandardConfig",
-    "TopKSAE",
-    "TopKConfig",
-    "BatchTopKSAE",
-    "BatchTopKConfig",
-    "JumpReLUSAE",
-    "JumpReLUConfig",
-    "MatchingPursuitSAE",
-    "MatchingPursuitConfig",
-]
+_EXPORTS = {
+    "create": "replab.saes.registry",
+    "architectures": "replab.saes.registry",
+    "train": "replab.saes.train",
+    "TrainConfig": "replab.saes.train",
+    "TrainResult": "replab.saes.train",
+    "evaluate": "replab.saes.evaluate",
+    "analyze_features": "replab.saes.features",
+    "save": "replab.saes.io",
+    "load": "replab.saes.io",
+    "export": "replab.saes.io",
+    "SAE": "replab.saes.base",
+    "SAEConfig": "replab.saes.config",
+    "ARCH_CONFIGS": "replab.saes.config",
+    "TrainContext": "replab.saes.base",
+    "TrainOutput": "replab.saes.base",
+    "StandardSAE": "replab.saes.standard",
+    "StandardConfig": "replab.saes.config",
+    "TopKSAE": "replab.saes.topk",
+    "TopKConfig": "replab.saes.config",
+    "BatchTopKSAE": "replab.saes.batchtopk",
+    "BatchTopKConfig": "replab.saes.config",
+    "JumpReLUSAE": "replab.saes.jumprelu",
+    "JumpReLUConfig": "replab.saes.config",
+    "MatchingPursuitSAE": "replab.saes.matching_pursuit",
+    "MatchingPursuitConfig": "replab.saes.config",
+}
+__all__ = [*_EXPORTS, "synthetic"]
+lazy_exports(__name__, _EXPORTS)

@@ -10,76 +10,21 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
 from replab import dtypes
 from replab.errors import DataError
-
-# SAELens values of ``normalize_activations`` that apply no run-time transform inside the SAE.
-NO_RUNTIME_NORMALIZATION = ("none", "expected_average_only_in")
-
-C = TypeVar("C", bound="SAEConfig")
+from replab.saes.config import SAEConfig
 
 
 def parse_dtype(name: str | torch.dtype) -> torch.dtype:
     """An SAE parameter dtype (``"float32"``, ``"torch.bfloat16"``, ``torch.float16``...)."""
     return dtypes.parse_dtype(name, what="SAE dtype")
-
-
-@dataclass(frozen=True)
-class SAEConfig:
-    """Settings every architecture shares; field names are SAELens's ``cfg.json`` keys.
-
-    Attributes:
-        d_in: input (activation) dimension.
-        d_sae: number of latents.
-        dtype: parameter dtype name.
-        device: device the parameters were on when saved (informational, as in SAELens).
-        apply_b_dec_to_input: subtract ``b_dec`` from the input before encoding.
-        normalize_activations: ``"none"``, or SAELens's ``"expected_average_only_in"`` (the
-            scale is applied outside the SAE, so encode/decode do not change either way).
-        metadata: free-form facts written to ``cfg.json["metadata"]`` (``model_name``,
-            ``hook_name``, ``hook_layer``, ...).
-    """
-
-    d_in: int
-    d_sae: int
-    dtype: str = "float32"
-    device: str = "cpu"
-    apply_b_dec_to_input: bool = True
-    normalize_activations: str = "none"
-    metadata: Mapping[str, Any] = field(default_factory=dict, hash=False)
-
-    def __post_init__(self) -> None:
-        for name in ("d_in", "d_sae"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise DataError(f"SAE {name} must be a positive integer, got {value!r}.")
-        object.__setattr__(self, "dtype", str(parse_dtype(self.dtype)).replace("torch.", ""))
-        if self.normalize_activations not in NO_RUNTIME_NORMALIZATION:
-            raise DataError(
-                f"normalize_activations={self.normalize_activations!r} is not supported: replab SAEs take raw "
-                f"activations (allowed: {', '.join(NO_RUNTIME_NORMALIZATION)}). Fold the normalisation into the "
-                "weights with SAELens before exporting."
-            )
-        object.__setattr__(self, "metadata", dict(self.metadata or {}))
-
-    def to_dict(self) -> dict[str, Any]:
-        """All fields as a JSON-able dict (``metadata`` copied)."""
-        out = {f.name: getattr(self, f.name) for f in fields(self)}
-        out["metadata"] = dict(self.metadata)
-        return out
-
-    @classmethod
-    def from_dict(cls: type[C], values: Mapping[str, Any]) -> C:
-        """Build from a ``cfg.json`` dict, ignoring keys this config does not define."""
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in values.items() if k in known})
 
 
 @dataclass(frozen=True)

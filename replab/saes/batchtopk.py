@@ -8,34 +8,17 @@ that threshold on every latent, as SAELens writes them.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 
 from replab import distributed
-from replab.errors import DataError
 from replab.saes.base import SAEConfig
 from replab.saes.jumprelu import ThresholdActivation
+from replab.saes.config import BatchTopKConfig
 from replab.saes.registry import register
 from replab.saes.sparse import Selection
-from replab.saes.topk import TopKConfig, TopKSAE
-
-
-@dataclass(frozen=True)
-class BatchTopKConfig(TopKConfig):
-    """BatchTopK settings (``k``: mean latents per token over a batch).
-
-    Attributes:
-        threshold_ema: update rate of the inference threshold (SAELens ``topk_threshold_lr``).
-    """
-
-    threshold_ema: float = 0.01
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if not 0 < self.threshold_ema <= 1:
-            raise DataError(f"threshold_ema must be in (0, 1], got {self.threshold_ema}.")
+from replab.saes.topk import TopKSAE
 
 
 @register

@@ -10,17 +10,12 @@ from typing import Any
 _COMMON = ("d_in", "d_sae", "dtype", "device", "apply_b_dec_to_input", "normalize_activations")
 
 
-def _arch_configs() -> dict[str, type]:
-    """Each architecture's config class, the default (topk) first."""
-    from replab.saes.registry import architectures, get
-
-    return {name: get(name).config_class for name in sorted(architectures(), key=lambda a: (a != "topk", a))}
 
 
 def register(subparsers) -> None:
     """Add the ``train-sae`` subcommand to a ``argparse`` subparsers object."""
     from replab.configs import add_variant_flags
-    from replab.saes.registry import architectures
+    from replab.saes.config import ARCH_CONFIGS
 
     p = subparsers.add_parser(
         "train-sae",
@@ -35,11 +30,11 @@ def register(subparsers) -> None:
                    help="one SAE per hook (--hooks, default every hook of the store), hooks spread over the torchrun "
                    "ranks; run directories <out>/<hook>")
     p.add_argument("--hooks", help="comma list of hooks for --distribute-hooks (default: all)")
-    p.add_argument("--arch", default="topk", choices=architectures(), help="SAE architecture (default topk)")
+    p.add_argument("--arch", default="topk", choices=sorted(ARCH_CONFIGS), help="SAE architecture (default topk)")
     p.add_argument("--d-sae", type=int, required=True, help="number of latents")
     p.add_argument("--out", help="run directory (default: <store parent>/sae-<arch>)")
     # architecture settings: one flag per field of the architectures' config dataclasses (replab.configs)
-    p.set_defaults(arch_flags=add_variant_flags(p, _arch_configs(), skip=_COMMON))
+    p.set_defaults(arch_flags=add_variant_flags(p, ARCH_CONFIGS, skip=_COMMON))
     p.add_argument("--steps", type=int, help="optimiser steps (default: one epoch)")
     p.add_argument("--tokens", type=int, help="tokens (rows) to train on, instead of --steps")
     p.add_argument("--lr", type=float, help="learning rate (default 2e-4 / sqrt(d_sae / 2^14))")
@@ -88,9 +83,15 @@ def _load_model(args: argparse.Namespace, store):
 def run(args: argparse.Namespace) -> int:
     """Execute ``train-sae``; returns the exit code."""
     from replab.activations import ActivationStore
+    from replab.saes.config import ARCH_CONFIGS
+
+    store = ActivationStore.open(args.store)  # imports no torch: a bad hook or setting fails fast
+    hook = args.hook or (store.hooks[0] if len(store.hooks) == 1 else None)
+    if hook is not None and not args.distribute_hooks:
+        ARCH_CONFIGS[args.arch](d_in=store.d(hook), d_sae=args.d_sae, **_arch_config(args))
+
     from replab.saes.runkind import train_store_sae, train_store_saes
 
-    store = ActivationStore.open(args.store)
     model = _load_model(args, store)
     out = Path(args.out) if args.out else Path(store.path).parent / f"sae-{args.arch}"
     config = {"command": "train-sae", **{k: v for k, v in vars(args).items() if k not in ("func", "arch_flags")}}

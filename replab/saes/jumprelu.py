@@ -6,14 +6,13 @@ rectangle kernel of width ``bandwidth`` around it, as in SAELens ``jumprelu_sae.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
 
-from replab.errors import DataError
-from replab.saes.base import EncoderSAE, SAEConfig, TrainContext, parse_dtype
+from replab.saes.base import EncoderSAE, TrainContext, parse_dtype
+from replab.saes.config import JumpReLUConfig
 from replab.saes.registry import register
 
 
@@ -67,34 +66,6 @@ class ThresholdActivation:
     def fold_input_scale(self, scale: float) -> None:
         super().fold_input_scale(scale)
         self.threshold /= scale
-
-
-@dataclass(frozen=True)
-class JumpReLUConfig(SAEConfig):
-    """JumpReLU settings.
-
-    Attributes:
-        bandwidth: STE kernel width (SAELens 0.05; dictionary_learning 0.001).
-        init_threshold: initial threshold of every latent.
-        sparsity_loss: ``"step"`` (L0 through the step STE) or ``"tanh"`` (``tanh(c f ||W_dec||)``).
-        l0_coefficient: weight of the sparsity loss.
-        l0_warm_up_steps: ramp of that weight (``None``: 5% of the run).
-        tanh_scale: ``c`` of the tanh loss.
-    """
-
-    bandwidth: float = 0.05
-    init_threshold: float = 0.001
-    sparsity_loss: str = "step"
-    l0_coefficient: float = 1.0
-    l0_warm_up_steps: int | None = None
-    tanh_scale: float = 4.0
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.sparsity_loss not in ("step", "tanh"):
-            raise DataError(f"sparsity_loss must be 'step' or 'tanh', got {self.sparsity_loss!r}.")
-        if self.bandwidth <= 0:
-            raise DataError(f"bandwidth must be > 0, got {self.bandwidth}.")
 
 
 @register

@@ -11,42 +11,13 @@ The dictionary is tied (``W_enc = W_dec.T``); files hold ``W_dec`` and ``b_dec``
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 
-from replab.errors import DataError
-from replab.saes.base import SAE, SAEConfig, TrainContext, TrainOutput
+from replab.saes.base import SAE, TrainContext, TrainOutput
+from replab.saes.config import MatchingPursuitConfig
 from replab.saes.registry import register
-
-
-@dataclass(frozen=True)
-class MatchingPursuitConfig(SAEConfig):
-    """Matching-pursuit settings (SAELens names where SAELens has them).
-
-    Attributes:
-        k: pursuit steps during training (plain MSE loss, no sparsity penalty).
-        residual_threshold: inference stops for a sample once ``||residual|| <`` this (raw
-            activation units; 0 disables the test).
-        max_iterations: inference step cap (``None``: ``k``). Written explicitly to ``cfg.json``
-            because SAELens would otherwise default to ``d_in``.
-        stop_on_duplicate_support: inference stops for a sample when a step adds no new atom.
-    """
-
-    k: int = 32
-    residual_threshold: float = 0.0
-    max_iterations: int | None = None
-    stop_on_duplicate_support: bool = True
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.k < 1:
-            raise DataError(f"k (pursuit steps) must be >= 1, got {self.k}.")
-        if self.max_iterations is not None and self.max_iterations < 1:
-            raise DataError(f"max_iterations must be >= 1, got {self.max_iterations}.")
-        if self.residual_threshold < 0:
-            raise DataError(f"residual_threshold must be >= 0, got {self.residual_threshold}.")
 
 
 @register

@@ -19,16 +19,27 @@ T = TypeVar("T", bound=type)
 
 def register(cls: T) -> T:
     """Class decorator: make ``cls`` available under ``cls.architecture``."""
+    from replab.saes.config import ARCH_CONFIGS
+
     name = cls.architecture
+    if ARCH_CONFIGS.setdefault(name, cls.config_class) is not cls.config_class:
+        raise ValueError(f"SAE architecture {name!r}: {cls.__name__}.config_class is not ARCH_CONFIGS[{name!r}].")
     if name in _REGISTRY and _REGISTRY[name] is not cls:
         raise ValueError(f"SAE architecture {name!r} is registered twice ({_REGISTRY[name].__name__}, {cls.__name__}).")
     _REGISTRY[name] = cls
     return cls
 
 
+def _builtins() -> dict[str, type["SAE"]]:
+    """The registry, with replab's own architectures imported (they register themselves)."""
+    from replab.saes import batchtopk, jumprelu, matching_pursuit, standard, topk  # noqa: F401
+
+    return _REGISTRY
+
+
 def architectures() -> list[str]:
     """The registered architecture names, sorted."""
-    return sorted(_REGISTRY)
+    return sorted(_builtins())
 
 
 def get(name: str) -> type["SAE"]:
@@ -38,7 +49,7 @@ def get(name: str) -> type["SAE"]:
         DataError: the name is not registered; the message lists the known ones.
     """
     try:
-        return _REGISTRY[name]
+        return _builtins()[name]
     except KeyError:
         raise DataError(
             f"Unknown SAE architecture {name!r}. replab supports: {', '.join(architectures())}. "

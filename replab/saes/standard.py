@@ -2,31 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 
 import torch
 
-from replab.errors import DataError
-from replab.saes.base import EncoderSAE, SAEConfig, TrainContext
+from replab.saes.base import EncoderSAE, TrainContext
+from replab.saes.config import StandardConfig
 from replab.saes.registry import register
-
-
-@dataclass(frozen=True)
-class StandardConfig(SAEConfig):
-    """Standard SAE settings.
-
-    Attributes:
-        l1_coefficient: weight of ``sum_i f_i ||W_dec[i]||`` (per token, batch mean).
-        l1_warm_up_steps: steps over which the L1 weight ramps from 0 (``None``: 5% of the run).
-    """
-
-    l1_coefficient: float = 5.0
-    l1_warm_up_steps: int | None = None
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.l1_coefficient < 0:
-            raise DataError(f"l1_coefficient must be >= 0, got {self.l1_coefficient}.")
 
 
 @register

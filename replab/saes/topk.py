@@ -3,37 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 
-from replab.errors import DataError
-from replab.saes.base import EncoderSAE, SAEConfig, TrainContext, TrainOutput
+from replab.saes.base import EncoderSAE, TrainContext, TrainOutput
+from replab.saes.config import TopKConfig
 from replab.saes.registry import register
 from replab.saes.sparse import Selection, gather_preacts, sparse_decode
-
-
-@dataclass(frozen=True)
-class TopKConfig(SAEConfig):
-    """TopK settings.
-
-    Attributes:
-        k: latents kept per token.
-        aux_k: dead latents used by the AuxK loss (``None``: ``d_in // 2``, as SAELens/sparsify).
-        aux_coefficient: AuxK weight (1/32, OpenAI and sparsify).
-    """
-
-    k: int = 32
-    aux_k: int | None = None
-    aux_coefficient: float = 1 / 32
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if not 1 <= int(self.k) <= self.d_sae:
-            raise DataError(f"k must be between 1 and d_sae={self.d_sae}, got {self.k}.")
-        if self.aux_k is not None and self.aux_k < 1:
-            raise DataError(f"aux_k must be >= 1, got {self.aux_k}.")
 
 
 def topk_relu(pre: torch.Tensor, k: int) -> torch.Tensor:
