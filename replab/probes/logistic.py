@@ -151,7 +151,9 @@ def lbfgs_batched(fg: Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor,
             r += s * (a - rho * (y * r).sum(1))[:, None]
         step = torch.where(active[:, None], -r, torch.zeros_like(r))
         slope = (g * step).sum(1)
-        step = torch.where((slope < 0)[:, None] | ~active[:, None], step, -gamma[:, None] * precondition(g))
+        uphill = (slope >= 0) & active
+        if bool(uphill.any()):  # keep descent: (preconditioned) steepest descent where the direction is not
+            step = torch.where(uphill[:, None], -gamma[:, None] * precondition(g), step)
         slope = (g * step).sum(1)
         t, pending, fn, gn = torch.ones_like(f), active, f, g
         for _ in range(40):  # backtracking (Armijo) per problem, to the minimum of a quadratic fit
@@ -286,9 +288,10 @@ def fit_logistic(
         # M: the inverse Hessian at theta = 0, curv * corr + reg (intercept: curv), each problem's
         # training standardisation approximated by its layer's: one factor per layer and
         # regularisation (the folds share one), built from the layer's rows alone.
-        sd_all = Xc.square().mean(1).sqrt()  # [L, d]
+        cov = (XcT @ Xc) / n  # [L, d, d]
+        sd_all = cov.diagonal(dim1=1, dim2=2).sqrt()  # [L, d]
         sd_all = torch.where(sd_all > floor[:, 0], sd_all, torch.ones_like(sd_all))
-        corr = (XcT @ Xc) / n / (sd_all[:, :, None] * sd_all[:, None, :])  # [L, d, d]
+        corr = cov / (sd_all[:, :, None] * sd_all[:, None, :])
         values, group = torch.unique(reg.flatten(), return_inverse=True)
         eye = torch.eye(d, dtype=dt, device=dev)
 
