@@ -193,11 +193,12 @@ def test_lbfgs_batched_solves_each_problem_to_its_own_optimum():
 
     # Preconditioned by the exact inverse Hessian where the first step shows curvature above 2:
     # the same optima; the well-conditioned problem 0 (eigenvalues in [0.1, 1]) stays plain.
-    seen = {}
+    seen = {"rows": torch.zeros(P, dtype=torch.bool)}
 
     def exact(A):
-        def factory(s, y, active):
-            seen["rows"] = rows = active & ((s * y).sum(1) / (s * s).sum(1) > 2)
+        def factory(s, y, candidates):  # called for the failed unit first steps, then for the accepted ones
+            rows = candidates & ((s * y).sum(1) / (s * s).sum(1) > 2)
+            seen["rows"] = seen["rows"][: len(rows)] | rows
             return (lambda q, rows: torch.einsum("pij,pj->pi", torch.linalg.inv(A), q)), rows
         return factory
 

@@ -76,28 +76,30 @@ approximation of each problem's inverse Hessian."""
 
 PreconditionerFactory = Callable[[torch.Tensor, torch.Tensor, torch.Tensor],
                                  "tuple[Preconditioner, torch.Tensor] | None"]
-"""``(s [P, D], y [P, D], active [P]) -> (M, rows)`` or ``None``: given each problem's last step and
-gradient change, the problems to precondition and ``M``."""
+"""``(s [P, D], y [P, D], candidates [P]) -> (M, rows)`` or ``None``: given a step and the gradient
+change along it, which candidate problems to precondition, and an ``M`` valid for every problem
+chosen so far (it may be called twice)."""
 
 
 def lbfgs_batched(fg: Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]], x0: torch.Tensor, *,
                   tol: float = 1e-4, ftol: float = 0.0, max_iter: int = 1000, history: int = 10,
-                  preconditioner: PreconditionerFactory | None = None,
-                  precondition_after: int = 1) -> tuple[torch.Tensor, int, bool]:
+                  preconditioner: PreconditionerFactory | None = None) -> tuple[torch.Tensor, int, bool]:
     """Minimise P independent smooth functions at once, one L-BFGS per row of ``x0``.
 
     Every problem keeps its own curvature pairs, step length and stopping test (largest
     gradient entry <= ``tol``, as scipy's ``gtol``), so each needs the iterations it would need
     alone; the caller's ``fg`` evaluates all P at once (one matrix product for all).
 
-    With ``preconditioner``: after ``precondition_after`` iterations it is shown each running
-    problem's last step and gradient change and picks the problems that switch to a
-    preconditioned L-BFGS (initial inverse Hessian ``gamma * M`` instead of ``gamma * I``; their
-    curvature history restarts). Why then: building ``M`` costs several evaluations, which an
-    easy or well-conditioned problem never repays, while an ill-conditioned one (anisotropic
-    activations, near-separable control or shuffled labels) takes ~20x fewer iterations with
-    it, and one step shows which is which. The choice is per problem, so a problem's path
-    does not depend on the rest of the batch; the optimum and the stopping test are unchanged.
+    With ``preconditioner``, each problem's first step decides whether it switches to a
+    preconditioned L-BFGS (initial inverse Hessian ``M`` instead of ``gamma * I``): a problem
+    whose unit-length first step fails the line search is shown that trial step and its gradient
+    change at once (and, if chosen, retries with the step ``-M g``); one whose first step is
+    accepted is shown it after the iteration (its history then restarts). Why: building ``M``
+    costs several evaluations, which an easy or well-conditioned problem never repays, while an
+    ill-conditioned one (anisotropic activations, near-separable control or shuffled labels)
+    takes ~20x fewer iterations with it, and one step shows which is which. Each problem's
+    choice depends on its own step only, so its path does not depend on the rest of the batch;
+    the optimum and the stopping test are unchanged.
 
     Args:
         fg: ``(x [P, D], active [P] bool) -> (f [P], g [P, D])`` (float64); rows not active (finished
@@ -109,8 +111,7 @@ def lbfgs_batched(fg: Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor,
             would otherwise be accepted on noise forever.
         max_iter: iterations.
         history: curvature pairs kept.
-        preconditioner: see ``PreconditionerFactory``; called once.
-        precondition_after: iterations before it is called (at least 1).
+        preconditioner: see ``PreconditionerFactory``.
 
     Returns:
         ``(x [P, D], iterations, converged)``; a problem whose backtracking line search cannot
@@ -122,6 +123,7 @@ def lbfgs_batched(fg: Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor,
     pairs: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []  # (s, y, rho) per step, rows per problem
     M: Preconditioner | None = None
     pre = torch.zeros_like(active)  # problems on the preconditioned L-BFGS
+    tried = torch.zeros_like(active)  # problems shown to the preconditioner in their first line search
 
     def precondition(v: torch.Tensor) -> torch.Tensor:
         return v if M is None else torch.where(pre[:, None], M(v, pre & active), v)
@@ -129,11 +131,12 @@ def lbfgs_batched(fg: Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor,
     it = 0
     while bool(active.any()) and it < max_iter:
         it += 1
-        if preconditioner is not None and it == max(precondition_after, 1) + 1:
-            chosen = preconditioner(pairs[-1][0], pairs[-1][1], active)
+        if preconditioner is not None and it == 2:  # problems whose first step was accepted
+            chosen = preconditioner(pairs[-1][0], pairs[-1][1], active & ~tried)
             if chosen is not None:
-                M, pre = chosen[0], chosen[1] & active
-                pairs = [(s, y, torch.where(pre, torch.zeros_like(rho), rho)) for s, y, rho in pairs]  # restart
+                M, new = chosen[0], chosen[1] & active & ~tried
+                pre = pre | new
+                pairs = [(s, y, torch.where(new, torch.zeros_like(rho), rho)) for s, y, rho in pairs]  # restart
         q, alphas = g.clone(), []
         for s, y, rho in reversed(pairs):
             a = rho * (s * q).sum(1)
@@ -156,7 +159,7 @@ def lbfgs_batched(fg: Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor,
             step = torch.where(uphill[:, None], -gamma[:, None] * precondition(g), step)
         slope = (g * step).sum(1)
         t, pending, fn, gn = torch.ones_like(f), active, f, g
-        for _ in range(40):  # backtracking (Armijo) per problem, to the minimum of a quadratic fit
+        for k in range(40):  # backtracking (Armijo) per problem, to the minimum of a quadratic fit
             fe, ge = fg(x + t[:, None] * step, pending)  # only problems whose step is not yet accepted
             fn, gn = torch.where(pending, fe, fn), torch.where(pending[:, None], ge, gn)
             ok = (fn <= f + 1e-4 * t * slope) | ~active
@@ -164,6 +167,14 @@ def lbfgs_batched(fg: Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor,
                 break
             fit = -slope * t * t / (2 * (fn - f - slope * t)).clamp_min(1e-300)
             t = torch.where(ok, t, torch.minimum(torch.maximum(fit, 0.1 * t), 0.5 * t))
+            if preconditioner is not None and it == 1 and k == 0:  # unit first steps that failed
+                tried = ~ok
+                chosen = preconditioner(step, gn - g, tried)
+                if chosen is not None:
+                    M, pre = chosen[0], chosen[1] & tried
+                    step = torch.where(pre[:, None], -precondition(g), step)  # retry with M's own step
+                    slope = (g * step).sum(1)
+                    t = torch.where(pre, 1.0, t)
             pending = ~ok
         moved = ok & active
         s_new = torch.where(moved[:, None], t[:, None] * step, torch.zeros_like(step))
@@ -277,33 +288,34 @@ def fit_logistic(
 
     curv = (n_classes - 1) / n_classes**2  # softmax curvature at theta = 0 (binary: 1/4)
 
-    def preconditioner(s: torch.Tensor, y: torch.Tensor, active: torch.Tensor):
+    built: dict = {}  # the layers' correlations and the factors made so far (the factory may be called twice)
+    values, group = torch.unique(reg.flatten(), return_inverse=True)
+
+    def preconditioner(s: torch.Tensor, y: torch.Tensor, candidates: torch.Tensor):
         # Ill-conditioned problems show themselves in one step: the loss curves along it much more
         # than its average, curv * mean(eig(corr)) + reg = curv + reg (1.0x on isotropic activations,
         # 25-170x on the world model's, whose gradients lie in a few high-variance directions).
         along = (s * y).sum(1) / (s * s).sum(1).clamp_min(1e-300)
-        rows = active & (along > ANISOTROPY * (curv + reg.flatten().repeat(L)))
+        rows = candidates & (along > ANISOTROPY * (curv + reg.flatten().repeat(L)))
         if not bool(rows.any()):
             return None
         # M: the inverse Hessian at theta = 0, curv * corr + reg (intercept: curv), each problem's
         # training standardisation approximated by its layer's: one factor per layer and
         # regularisation (the folds share one), built from the layer's rows alone.
-        cov = (XcT @ Xc) / n  # [L, d, d]
-        sd_all = cov.diagonal(dim1=1, dim2=2).sqrt()  # [L, d]
-        sd_all = torch.where(sd_all > floor[:, 0], sd_all, torch.ones_like(sd_all))
-        corr = cov / (sd_all[:, :, None] * sd_all[:, None, :])
-        values, group = torch.unique(reg.flatten(), return_inverse=True)
+        if "corr" not in built:
+            cov = (XcT @ Xc) / n  # [L, d, d]
+            sd_all = cov.diagonal(dim1=1, dim2=2).sqrt()  # [L, d]
+            sd_all = torch.where(sd_all > floor[:, 0], sd_all, torch.ones_like(sd_all))
+            built["corr"] = cov / (sd_all[:, :, None] * sd_all[:, None, :])
         eye = torch.eye(d, dtype=dt, device=dev)
-
-        def inverse(r: float) -> torch.Tensor:  # in the activations' precision unless too ill-conditioned for it
-            A = curv * corr + r * eye
-            factor, info = torch.linalg.cholesky_ex(A)
-            if bool((info != 0).any()):
-                factor = torch.linalg.cholesky(A.to(torch.float64))
-            return torch.cholesky_inverse(factor).to(dt)
-
-        needed = torch.unique(group[rows.view(L, P).any(0)]).tolist()  # only the chosen problems' factors
-        inverses = {g: inverse(values[g].item()) for g in needed}  # [L, d, d] each
+        inverses = built.setdefault("inverses", {})
+        for g in torch.unique(group[rows.view(L, P).any(0)]).tolist():  # only the chosen problems' factors
+            if g not in inverses:  # in the activations' precision unless too ill-conditioned for it
+                A = curv * built["corr"] + values[g].item() * eye
+                factor, info = torch.linalg.cholesky_ex(A)
+                if bool((info != 0).any()):
+                    factor = torch.linalg.cholesky(A.to(torch.float64))
+                inverses[g] = torch.cholesky_inverse(factor).to(dt)  # [L, d, d]
 
         def apply(q: torch.Tensor, active: torch.Tensor) -> torch.Tensor:
             idx = columns(active)[0]
