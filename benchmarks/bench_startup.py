@@ -15,12 +15,12 @@ import time
 from pathlib import Path
 
 
-def _cases(tmp: Path) -> dict[str, list[str]]:
+def _cases(tmp: Path, store: Path) -> dict[str, list[str]]:
     py = sys.executable
     cli = [py, "-m", "replab"]
     prompts = tmp / "p.jsonl"
     prompts.write_text('{"text": "a b c", "label": 0}\n')
-    return {
+    cases = {
         "replab --help": [*cli, "--help"],
         "capture, hook typo": [*cli, "capture", "--model", "world", "--hooks", "blocks.0.hook_resid_pots",
                                "--prompts", str(prompts), "--out", str(tmp / "s1")],
@@ -31,18 +31,29 @@ def _cases(tmp: Path) -> dict[str, list[str]]:
                                             "--arch", "gated"],
         "load_model('world')": [py, "-c", "import replab; replab.load_model('world')"],
     }
+    if (store / "manifest.json").is_file():  # commands that read a store (the probe benchmark's world store)
+        cases.update({
+            "probe, cv larger than a class": [*cli, "probe", "--store", str(store), "--cv", "600",
+                                              "--out", str(tmp / "p1")],
+            "train-sae, hook not in the store": [*cli, "train-sae", "--store", str(store), "--hook",
+                                                 "blocks.9.hook_resid_post", "--d-sae", "64", "--no-model",
+                                                 "--out", str(tmp / "s4")],
+        })
+    return cases
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--store", default=str(Path(__file__).resolve().parent.parent / "runs/bench/world-sentiment"),
+                        help="a store for the probe / train-sae cases (benchmarks/bench_probes.py captures it)")
     args = parser.parse_args()
     import torch
 
     print(f"python {platform.python_version()}, torch {torch.__version__}, {platform.machine()}, "
           f"{platform.processor() or platform.node()}")
     with tempfile.TemporaryDirectory() as d:
-        for name, cmd in _cases(Path(d)).items():
+        for name, cmd in _cases(Path(d), Path(args.store)).items():
             times, rc = [], None
             for _ in range(args.repeats):
                 t0 = time.perf_counter()
