@@ -39,6 +39,11 @@ def _run(*argv: str) -> tuple[dict, str]:
     (["train-sae", "--store", "{out}", "--d-sae", "64", "--arch", "gated"], 2, "invalid choice: 'gated'"),
     (["probe", "--help"], 0, ""),
     (["lens", "train", "--help"], 0, ""),
+    (["lens", "train", "--model", "world", "--text", "{missing}", "--out", "{out}"], 2, "missing.jsonl does not exist"),
+    (["lens", "train", "--store", "{out}", "--out", "{out}"], 2, "No activation store"),
+    (["lens", "eval", "--model", "world", "--lens", "{out}", "--text", "{good}"], 2, "no such directory"),
+    (["relations", "fit", "--model", "world", "--relation", "bogus", "--out", "{out}"], 2,
+     "Unknown world relation 'bogus'"),
 ])
 def test_no_torch_before_the_error(tmp_path, argv, rc, message):
     good = tmp_path / "good.jsonl"

@@ -36,19 +36,22 @@ def _context(model, context):
 
 def _train(args: argparse.Namespace) -> int:
     import replab
-    from replab.distributed import default_device
     from replab.errors import DataError
-    from replab.lenses import train
 
+    # everything that can be checked without the model (and without importing torch) first
+    config = config_from_args(LensTrainConfig, args)
     if (args.store is None) == (args.text is None):
         raise DataError("Pass exactly one of --store DIR (cached) or --text SPEC (live, with --model).")
-    store = replab.ActivationStore.open(args.store) if args.store else None
+    store = replab.activations.ActivationStore.open(args.store) if args.store else None
     name = args.model or (store.manifest["model"] if store is not None else None)
     if name is None:
         raise DataError("Live training needs --model NAME (e.g. --model world).")
-    model = replab.load_model(name, device=default_device())  # under torchrun with GPUs: cuda:LOCAL_RANK
     data = store if store is not None else replab.datasets.load(args.text)
-    config = config_from_args(LensTrainConfig, args)
+
+    from replab.distributed import default_device
+    from replab.lenses import train
+
+    model = replab.load_model(name, device=default_device())  # under torchrun with GPUs: cuda:LOCAL_RANK
     context = None if store is not None else _context(model, config.context)
     lens = train(args.kind, model, data, out=args.out, **{**dataclasses.asdict(config), "context": context})
     print(f"{args.kind} lens ({lens.n_params():,} parameters) -> {args.out}: "
@@ -58,14 +61,20 @@ def _train(args: argparse.Namespace) -> int:
 
 def _eval(args: argparse.Namespace) -> int:
     import replab
-    from replab.lenses import LogitLens, evaluate, load
+    from replab.errors import RunDirError
     from replab.runs import RUN_FILE, Run
 
-    model = replab.load_model(args.model)
+    texts = replab.datasets.load(args.text)  # checked before the model loads
     path = Path(args.lens)
+    if args.lens != "logit" and not path.is_dir():
+        raise RunDirError(f"--lens {path}: no such directory; pass a lens run directory (from replab lens train) "
+                        "or 'logit'.")
     run = Run.open(path) if (path / RUN_FILE).exists() else None
+    from replab.lenses import LogitLens, evaluate, load
+
+    model = replab.load_model(args.model)
     lens = LogitLens(model) if args.lens == "logit" else load(path / "lens" if run is not None else path, model)
-    df = evaluate(lens, model, replab.datasets.load(args.text), context=_context(model, args.context),
+    df = evaluate(lens, model, texts, context=_context(model, args.context),
                   max_tokens=args.max_tokens, progress=True)
     print(df.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
     print(f"prediction depth {df.attrs['prediction_depth']:.3f} over {df.attrs['tokens']} tokens")

@@ -25,13 +25,15 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run_cli(args: argparse.Namespace) -> None:
     from pathlib import Path
 
-    from replab.models import load_model
-    from replab.relations import load, world
-    from replab.relations.pipeline import relation_run
+    from replab.relations.data import load, world
 
     settings = dataclasses.asdict(config_from_args(RelationConfig, args))  # validated before the model loads
+    rel = load(args.relation) if Path(args.relation).suffix == ".json" else world(args.relation)  # likewise
+
+    from replab.models import load_model
+    from replab.relations.pipeline import relation_run
+
     model = load_model(args.model)
-    rel = load(args.relation) if Path(args.relation).suffix == ".json" else world(args.relation)
     run = relation_run(model, rel, args.out, sweep_layers=range(model.cfg.n_layers + 1) if args.sweep else None,
                        config={k: v for k, v in vars(args).items() if k != "func"}, **settings)
     m = {k: "n/a" if v is None else f"{v:.3f}" if isinstance(v, float) else v for k, v in run.info["metrics"].items()}
