@@ -7,7 +7,7 @@ import dataclasses
 from pathlib import Path
 
 from replab.configs import add_config_flags, config_from_args
-from replab.probes.config import PROBE_TASKS, SweepConfig
+from replab.probes.config import PROBE_TASKS, SweepConfig, default_target
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -36,10 +36,10 @@ def run_cli(args: argparse.Namespace) -> None:
     probes = [s.strip() for s in args.probes.split(",") if s.strip()]
     hooks = None if args.hooks is None else args.hooks.split(",")
     tasks = {PROBE_TASKS.get(p) for p in probes}
-    if tasks <= set(PROBE_TASKS.values()) and len(tasks) == 1:  # plain built-in names (sweep checks the rest)
+    if len(tasks) == 1 and None not in tasks:  # built-in names of one task (sweep checks anything else)
         task = tasks.pop()
-        target = args.target or ("target" if task == "regression" else "label")
-        check_inputs(store, hooks, target, config.cv, classification=task == "classification")
+        check_inputs(store, hooks, args.target or default_target(task), config.cv,
+                     classification=task == "classification")
 
     from replab.probes.runkind import probe_store
 

@@ -44,3 +44,8 @@ PROBE_TASKS = {"logistic": "classification", "meandiff": "classification", "mean
                "ridge": "regression"}
 """What each built-in probe name of ``PROBES`` predicts, torch-free (``replab probe`` checks its target and
 ``cv`` before importing torch)."""
+
+
+def default_target(task: str) -> str:
+    """The metadata column a sweep predicts when none is named: ``target`` for regression, else ``label``."""
+    return "target" if task == "regression" else "label"

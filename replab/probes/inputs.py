@@ -16,6 +16,8 @@ from replab.models.patterns import expand_patterns
 
 @dataclass(frozen=True)
 class Data:
+    """What a sweep reads of its store (or ``{hook: array}`` mapping): hooks, arrays, metadata rows."""
+
     hooks: list[str]
     arrays: Any  # hook -> [n, d]
     metadata: pd.DataFrame
@@ -24,6 +26,7 @@ class Data:
 
 
 def as_data(store) -> Data:
+    """A store or ``{hook: [n, d] array}`` mapping as ``Data`` (a mapping has no metadata columns)."""
     if isinstance(store, Mapping):
         if not store:
             raise DataError("No activations given; pass a store or a {hook: array} mapping.")
@@ -37,6 +40,7 @@ def as_data(store) -> Data:
 
 
 def column(data: Data, spec, what: str) -> np.ndarray | None:
+    """``[n]`` values of ``spec``: a metadata column name or one value per row (``None`` stays ``None``)."""
     if spec is None:
         return None
     if isinstance(spec, str):
@@ -57,6 +61,7 @@ def column(data: Data, spec, what: str) -> np.ndarray | None:
 
 
 def select_hooks(available: list[str], hooks) -> list[str]:
+    """The store hooks named by ``hooks`` (names or globs; ``None``: all), each pattern matching something."""
     if hooks is None:
         return list(available)
 

@@ -14,6 +14,7 @@ matrix-vector products. On a CUDA tensor the products run on the GPU.
 from __future__ import annotations
 
 import contextlib
+import functools
 import warnings
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
@@ -32,7 +33,6 @@ MACS_PER_THREAD = 2**27
 ANISOTROPY = 4.0
 """Logistic problems whose loss curves more than this many times its average along their first
 L-BFGS step switch to the preconditioned L-BFGS (``lbfgs_batched``)."""
-
 
 
 @contextlib.contextmanager
@@ -142,9 +142,9 @@ def lbfgs_batched(fg: Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor,
             a = rho * (s * q).sum(1)
             q -= a[:, None] * y
             alphas.append(a)
-        # first step: unit length (L-BFGS-B), or M's own (Newton at its reference point)
-        # initial matrix: M itself (already to scale), or gamma * I with scipy's scaling
-        gamma = 1.0 / g.norm(dim=1).clamp_min(1e-300)  # first step: unit length (L-BFGS-B)
+        # initial matrix: gamma * I with scipy's scaling (first step: unit length, as L-BFGS-B),
+        # or M itself, already to scale
+        gamma = 1.0 / g.norm(dim=1).clamp_min(1e-300)
         if pairs:
             s, y, rho = pairs[-1]
             gamma = torch.where(rho > 0, 1.0 / (rho * (y * y).sum(1)).clamp_min(1e-300), gamma)
@@ -243,7 +243,7 @@ def fit_logistic(
     n_w = d * K
     XcT = Xc.transpose(1, 2)  # [L, d, n] view: products are laid out [L, P*K, n] (5-10x faster for small P)
 
-    per = (inv_sd, mu_k, Y.expand(P, *Y.shape[1:]), w_row, reg)  # per-problem tensors, problem axis 1 or 0
+    per = (inv_sd, mu_k, Y, w_row, reg)  # per-problem tensors, problem axis 1 or 0
     axes = (1, 1, 0, 0, 0)
     cache: dict[bytes, tuple] = {}
 
@@ -288,8 +288,15 @@ def fit_logistic(
 
     curv = (n_classes - 1) / n_classes**2  # softmax curvature at theta = 0 (binary: 1/4)
 
-    built: dict = {}  # the layers' correlations and the factors made so far (the factory may be called twice)
-    values, group = torch.unique(reg.flatten(), return_inverse=True)
+    values, group = torch.unique(reg.flatten(), return_inverse=True)  # problems by regularisation
+    inverses: dict[int, torch.Tensor] = {}  # group -> [L, d, d], made once each (the factory may be called twice)
+
+    @functools.cache
+    def corr() -> torch.Tensor:  # [L, d, d] feature correlation of each layer's rows
+        cov = (XcT @ Xc) / n
+        sd_all = cov.diagonal(dim1=1, dim2=2).sqrt()  # [L, d]
+        sd_all = torch.where(sd_all > floor[:, 0], sd_all, torch.ones_like(sd_all))
+        return cov / (sd_all[:, :, None] * sd_all[:, None, :])
 
     def preconditioner(s: torch.Tensor, y: torch.Tensor, candidates: torch.Tensor):
         # Ill-conditioned problems show themselves in one step: the loss curves along it much more
@@ -302,16 +309,10 @@ def fit_logistic(
         # M: the inverse Hessian at theta = 0, curv * corr + reg (intercept: curv), each problem's
         # training standardisation approximated by its layer's: one factor per layer and
         # regularisation (the folds share one), built from the layer's rows alone.
-        if "corr" not in built:
-            cov = (XcT @ Xc) / n  # [L, d, d]
-            sd_all = cov.diagonal(dim1=1, dim2=2).sqrt()  # [L, d]
-            sd_all = torch.where(sd_all > floor[:, 0], sd_all, torch.ones_like(sd_all))
-            built["corr"] = cov / (sd_all[:, :, None] * sd_all[:, None, :])
         eye = torch.eye(d, dtype=dt, device=dev)
-        inverses = built.setdefault("inverses", {})
         for g in torch.unique(group[rows.view(L, P).any(0)]).tolist():  # only the chosen problems' factors
             if g not in inverses:  # in the activations' precision unless too ill-conditioned for it
-                A = curv * built["corr"] + values[g].item() * eye
+                A = curv * corr() + values[g].item() * eye
                 factor, info = torch.linalg.cholesky_ex(A)
                 if bool((info != 0).any()):
                     factor = torch.linalg.cholesky(A.to(torch.float64))

@@ -17,7 +17,7 @@ from typing import Any
 
 from replab.errors import DataError, StoreError
 from replab.runs import RunKind, metric_summary
-from replab.probes.config import SweepConfig
+from replab.probes.config import SweepConfig, default_target
 
 KIND = RunKind(
     name="probe", title="Probes", page="3_Probes",
@@ -122,7 +122,7 @@ def probe_store(store, out, *, probes=("logistic",), target=None, hooks=None, cv
 
     probe_objs = [make_probe(p) for p in probes]
     if target is None:
-        target = "target" if probe_objs[0].task == "regression" else "label"
+        target = default_target(probe_objs[0].task)
     if causal and model is None and distributed.is_main():
         model = store_model(store)
     sweep_settings = dict(probes=probe_objs, target=target, cv=cv, groups=groups, control=control, shuffled=shuffled,
