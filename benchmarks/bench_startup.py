@@ -29,6 +29,10 @@ def _cases(tmp: Path, store: Path) -> dict[str, list[str]]:
         "train-sae --help": [*cli, "train-sae", "--help"],
         "train-sae, unknown architecture": [*cli, "train-sae", "--store", str(tmp / "s3"), "--d-sae", "64",
                                             "--arch", "gated"],
+        "lens train, missing text file": [*cli, "lens", "train", "--model", "world", "--text",
+                                          str(tmp / "missing.jsonl"), "--out", str(tmp / "l1")],
+        "relations fit, unknown relation": [*cli, "relations", "fit", "--model", "world", "--relation", "bogus",
+                                            "--out", str(tmp / "r1")],
         "load_model('world')": [py, "-c", "import replab; replab.load_model('world')"],
     }
     if (store / "manifest.json").is_file():  # commands that read a store (the probe benchmark's world store)
