@@ -7,7 +7,9 @@ Two stores:
 * ``synthetic``: ``--layers`` x ``--d`` x ``--n`` planted activations (default 12 x 768 x
   20,000): a binary label along one direction with a margin growing with depth, 500 subjects.
 
-Four timings per store and load, all in one run so each is a ratio measured side by side:
+Four timings per store and load, all in one run so each is a ratio measured side by side (each
+repeat times the two peer loops back to back, then the two sweeps back to back, alternating which
+sweep goes first, so both follow the same activity; an untimed run of each side warms up first):
 
 * the peer: for each hook ``cross_val_score(LogisticRegression(max_iter=2000), X, y, cv=5)``;
 * ``sweep(store, hooks=hooks, probes=["logistic"], cv=5, control=False, shuffled=False)``;
@@ -109,21 +111,23 @@ def measure(store, arrays, y, control_by, cv: int, repeats: int, device: str) ->
     hooks = list(arrays)
     sets = [y, control_labels(y, control_by, 0), shuffled_labels(y, 0)]
     times: dict[str, list] = {k: [] for k in ("peer", "task", "peer3", "full")}
-    warm = {h: arrays[h] for h in hooks[:1]}  # untimed warm-up of both sides (imports, first kernels)
-    peer_loop(warm, sets[:1], cv)
-    sweep(warm, probes=["logistic"], target=y, cv=cv, control_by=control_by, progress=False, device=device)
-    for _ in range(repeats):
+    sweeps = {"task": lambda: sweep(store, hooks=hooks, probes=["logistic"], target=y, cv=cv, control=False,
+                                    shuffled=False, progress=False, device=device),
+              "full": lambda: sweep(store, hooks=hooks, probes=["logistic"], target=y, cv=cv,
+                                    control_by=control_by, progress=False, device=device)}
+    peer_loop({h: arrays[h] for h in hooks[:1]}, sets[:1], cv)  # untimed warm-up of both sides
+    results = {name: fn() for name, fn in sweeps.items()}
+    for i in range(repeats):
         t, peer = timed(lambda: peer_loop(arrays, sets[:1], cv))
         times["peer"].append(t)
-        t, task = timed(lambda: sweep(store, hooks=hooks, probes=["logistic"], target=y, cv=cv, control=False,
-                                      shuffled=False, progress=False, device=device))
-        times["task"].append(t)
         t, _ = timed(lambda: peer_loop(arrays, sets, cv))
         times["peer3"].append(t)
-        t, full = timed(lambda: sweep(store, hooks=hooks, probes=["logistic"], target=y, cv=cv,
-                                      control_by=control_by, progress=False, device=device))
-        times["full"].append(t)
-        print("  " + ", ".join(f"{k} {v[-1]:.2f}s" for k, v in times.items()), flush=True)
+        # the two sweeps back to back, alternating which goes first, so both follow the same activity
+        for name in ("task", "full") if i % 2 == 0 else ("full", "task"):
+            t, results[name] = timed(sweeps[name])
+            times[name].append(t)
+        print("  " + ", ".join(f"{k} {v[-1]:.3f}s" for k, v in times.items()), flush=True)
+    task, full = results["task"], results["full"]
     ours = task.table.set_index("hook")["mean"]
     rows = full.table.set_index(["task", "hook"])
     times["acc"] = [max(abs(ours[h] - peer[h]) for h in hooks), float(ours.mean()), float(np.mean(list(peer.values()))),
@@ -225,12 +229,14 @@ def main() -> None:
         + ("Slow-down under contention (median busy / median alone): " + "; ".join(slow) + ".\n\n" if slow else "")
         + "Targets (issue 15): " + ". ".join(verdicts) + ".\n\n"
         + "Why fast: the folds and baselines of a small store's hooks (all that fit in 64 MiB; a larger hook "
-        "alone) run as one batched L-BFGS (one optimiser state per problem) whose every evaluation is one "
+        "alone) run as one batched L-BFGS (`replab.probes.lbfgs`: one optimiser state per problem, kept for "
+        "the unfinished problems only, curvature pairs in float32) whose every evaluation is one "
         "`[P, d] @ [d, n]` product per hook over the problems still running, standardisation folded into the "
         "weights; problems whose first step shows an ill-conditioned loss (curvature along it above 4x its "
         "average: the control and shuffled labels on the world model's anisotropic activations, not the "
         "isotropic synthetic store) switch to L-BFGS preconditioned by the inverse Hessian at zero (one "
-        "Cholesky factor per hook), which cuts their iterations from ~250 to ~10; the solve uses one torch "
+        "Gram matrix and Cholesky factor per hook), which cuts their iterations from ~250 to ~10; the solve "
+        "uses one torch "
         "thread unless the batch is very large (`solver_threads`: per-op OpenMP barriers cost more than they "
         "save on these sizes and stall when the cores are shared); the Plotly figures are built on first use "
         "of `SweepResult.figures`.\n"

@@ -173,38 +173,41 @@ def test_regression_and_meandiff_specific_errors():
 
 
 def test_lbfgs_batched_solves_each_problem_to_its_own_optimum():
-    from replab.probes.logistic import lbfgs_batched
+    from replab.probes.lbfgs import lbfgs_batched
 
     rng = np.random.default_rng(0)
     P, D = 4, 6
     A = torch.from_numpy(np.stack([np.diag(rng.uniform(0.1, 10.0 ** k, D)) for k in range(P)]))  # conditioning 1..1e3
     b = torch.from_numpy(rng.normal(size=(P, D)))
+    asked = []
 
-    def quadratics(A, b):  # f_p(x) = x A_p x / 2 - b_p x, minimum at A_p^-1 b_p; rows not active: NaN
-        def fg(x, active):
-            Ax = torch.einsum("pij,pj->pi", A, x)
-            f, g = 0.5 * (x * Ax).sum(1) - (b * x).sum(1), Ax - b
-            return torch.where(active, f, torch.nan), torch.where(active[:, None], g, torch.nan)
+    def quadratics(A, b):  # f_p(x) = x A_p x / 2 - b_p x, minimum at A_p^-1 b_p
+        def fg(x, rows):
+            asked.append(rows.tolist())
+            Ax = torch.einsum("pij,pj->pi", A[rows], x)
+            return 0.5 * (x * Ax).sum(1) - (b[rows] * x).sum(1), Ax - b[rows]
         return fg
 
     x, iterations, converged = lbfgs_batched(quadratics(A, b), torch.zeros(P, D, dtype=torch.float64), tol=1e-10)
     assert converged and iterations < 200
     np.testing.assert_allclose(x.numpy(), torch.linalg.solve(A, b).numpy(), rtol=1e-6, atol=1e-8)
+    assert asked[0] == [0, 1, 2, 3] and [0] not in asked[-3:]  # finished problems are no longer evaluated
+    assert all(r == sorted(r) for r in asked)
 
     # Preconditioned by the exact inverse Hessian where the first step shows curvature above 2:
     # the same optima; the well-conditioned problem 0 (eigenvalues in [0.1, 1]) stays plain.
-    seen = {"rows": torch.zeros(P, dtype=torch.bool)}
+    seen = set()
 
     def exact(A):
-        def factory(s, y, candidates):  # called for the failed unit first steps, then for the accepted ones
-            rows = candidates & ((s * y).sum(1) / (s * s).sum(1) > 2)
-            seen["rows"] = seen["rows"][: len(rows)] | rows
-            return (lambda q, rows: torch.einsum("pij,pj->pi", torch.linalg.inv(A), q)), rows
+        def factory(s, y, rows):  # called for the failed unit first steps, then for the accepted ones
+            chosen = (s * y).sum(1) / (s * s).sum(1) > 2
+            seen.update(rows[chosen].tolist())
+            return (lambda q, rows: torch.einsum("pij,pj->pi", torch.linalg.inv(A[rows]), q)), chosen
         return factory
 
     x2, it2, converged = lbfgs_batched(quadratics(A, b), torch.zeros(P, D, dtype=torch.float64), tol=1e-10,
                                        preconditioner=exact(A))
-    assert converged and seen["rows"].tolist() == [False, True, True, True]
+    assert converged and seen == {1, 2, 3}
     np.testing.assert_allclose(x2.numpy(), x.numpy(), rtol=1e-6, atol=1e-8)
     _, it3, converged = lbfgs_batched(quadratics(A[1:], b[1:]), torch.zeros(P - 1, D, dtype=torch.float64),
                                       tol=1e-10, preconditioner=exact(A[1:]))

@@ -1,4 +1,5 @@
-"""The sweep's speed measures change nothing it measures: thread capping, and the world store vs scikit-learn."""
+"""The sweep's speed measures change nothing it measures: thread capping, the Gram matrix through
+numpy's BLAS, float32 curvature pairs, and the world store vs scikit-learn."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from sklearn.preprocessing import StandardScaler
 import replab
 from replab.probes import control_labels, shuffled_labels, sweep
 from replab.probes import logistic as logistic_mod
-from replab.probes.logistic import MACS_PER_THREAD, fit_logistic, solver_threads
+from replab.probes.logistic import MACS_PER_THREAD, fit_logistic, gram, solver_threads
 
 
 def test_solver_threads_caps_small_cpu_solves_and_restores_the_setting():
@@ -47,6 +48,40 @@ def test_capped_solve_equals_the_uncapped_one(monkeypatch):
         torch.set_num_threads(before)
     for a, b in zip(capped, free):
         np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-4, atol=1e-5)
+
+
+def test_gram_through_numpy_equals_torch_and_keeps_the_thread_setting():
+    rng = np.random.default_rng(0)
+    X = torch.from_numpy(rng.normal(size=(3, 500, 40)).astype(np.float32))
+    before = torch.get_num_threads()
+    G = gram(X)
+    assert G.dtype == torch.float32 and G.shape == (3, 40, 40) and torch.get_num_threads() == before
+    ref = torch.einsum("lni,lnj->lij", X.double(), X.double())
+    torch.testing.assert_close(G.double(), ref, rtol=1e-5, atol=1e-3)
+    torch.testing.assert_close(gram(X.bfloat16()).double(), ref, rtol=2e-2, atol=2.0)  # torch's path
+
+
+def test_float32_search_state_reaches_the_float64_optimum():
+    """The logistic gradient is float32; the same solve with float64 curvature pairs ends at the same point."""
+    from replab.probes.lbfgs import lbfgs_batched
+
+    rng = np.random.default_rng(1)
+    A = torch.from_numpy(rng.normal(size=(3, 20, 20)))
+    A = A @ A.transpose(1, 2) / 20 + 0.1 * torch.eye(20)  # SPD, condition ~1e2
+    b = torch.from_numpy(rng.normal(size=(3, 20)))
+
+    def fg(dtype):
+        def f(x, rows):
+            Ax = torch.einsum("pij,pj->pi", A[rows], x)
+            return 0.5 * (x * Ax).sum(1) - (b[rows] * x).sum(1), (Ax - b[rows]).to(dtype)
+        return f
+
+    x64, _, ok64 = lbfgs_batched(fg(torch.float64), torch.zeros(3, 20, dtype=torch.float64), tol=1e-5)
+    x32, _, ok32 = lbfgs_batched(fg(torch.float32), torch.zeros(3, 20, dtype=torch.float64), tol=1e-5)
+    assert ok64 and ok32 and x32.dtype == torch.float64
+    exact = torch.linalg.solve(A, b)
+    torch.testing.assert_close(x32, exact, rtol=1e-3, atol=1e-4)
+    torch.testing.assert_close(x64, exact, rtol=1e-3, atol=1e-4)
 
 
 def test_world_sentiment_sweep_matches_sklearn_on_all_three_label_sets(world_model, tmp_path):

@@ -16,19 +16,23 @@ from __future__ import annotations
 import contextlib
 import functools
 import warnings
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator, ClassifierMixin
+from threadpoolctl import ThreadpoolController
 
 from replab.errors import DataError
 from replab.probes.base import Folds, Probe, as_features, encode_labels, unit
+from replab.probes.lbfgs import lbfgs_batched
 
 
 MACS_PER_THREAD = 2**27
 """Multiply-adds per function evaluation that earn one more CPU thread (``solver_threads``)."""
+
+_BLAS = ThreadpoolController()
 
 ANISOTROPY = 4.0
 """Logistic problems whose loss curves more than this many times its average along their first
@@ -70,123 +74,19 @@ def solver_threads(macs: int, device: torch.device) -> Iterator[int]:
         torch.set_num_threads(before)
 
 
-Preconditioner = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-"""``(q [P, D], rows [P] bool) -> M q`` on those rows, ``M`` a fixed positive-definite
-approximation of each problem's inverse Hessian."""
+def gram(X: torch.Tensor) -> torch.Tensor:
+    """``X^T X`` for each of ``X [L, n, d]``: ``[L, d, d]``.
 
-PreconditionerFactory = Callable[[torch.Tensor, torch.Tensor, torch.Tensor],
-                                 "tuple[Preconditioner, torch.Tensor] | None"]
-"""``(s [P, D], y [P, D], candidates [P]) -> (M, rows)`` or ``None``: given a step and the gradient
-change along it, which candidate problems to precondition, and an ``M`` valid for every problem
-chosen so far (it may be called twice)."""
-
-
-def lbfgs_batched(fg: Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]], x0: torch.Tensor, *,
-                  tol: float = 1e-4, ftol: float = 0.0, max_iter: int = 1000, history: int = 10,
-                  preconditioner: PreconditionerFactory | None = None) -> tuple[torch.Tensor, int, bool]:
-    """Minimise P independent smooth functions at once, one L-BFGS per row of ``x0``.
-
-    Every problem keeps its own curvature pairs, step length and stopping test (largest
-    gradient entry <= ``tol``, as scipy's ``gtol``), so each needs the iterations it would need
-    alone; the caller's ``fg`` evaluates all P at once (one matrix product for all).
-
-    With ``preconditioner``, each problem's first step decides whether it switches to a
-    preconditioned L-BFGS (initial inverse Hessian ``M`` instead of ``gamma * I``): a problem
-    whose unit-length first step fails the line search is shown that trial step and its gradient
-    change at once (and, if chosen, retries with the step ``-M g``); one whose first step is
-    accepted is shown it after the iteration (its history then restarts). Why: building ``M``
-    costs several evaluations, which an easy or well-conditioned problem never repays, while an
-    ill-conditioned one (anisotropic activations, near-separable control or shuffled labels)
-    takes ~20x fewer iterations with it, and one step shows which is which. Each problem's
-    choice depends on its own step only, so its path does not depend on the rest of the batch;
-    the optimum and the stopping test are unchanged.
-
-    Args:
-        fg: ``(x [P, D], active [P] bool) -> (f [P], g [P, D])`` (float64); rows not active (finished
-            problems) may be left as anything, so ``fg`` can skip them.
-        x0: ``[P, D]`` starting points.
-        tol: per-problem gradient tolerance.
-        ftol: also stop a problem whose accepted step lowers ``f`` by at most ``ftol * max(|f|, 1)``
-            (scipy's ``ftol``): with ``f`` summed from float32 terms, steps below its round-off
-            would otherwise be accepted on noise forever.
-        max_iter: iterations.
-        history: curvature pairs kept.
-        preconditioner: see ``PreconditionerFactory``.
-
-    Returns:
-        ``(x [P, D], iterations, converged)``; a problem whose backtracking line search cannot
-        decrease ``f`` (float32 round-off near the optimum) counts as converged, like scipy.
+    On the CPU through numpy's BLAS (OpenBLAS) with torch's thread count: torch's CPU matrix
+    product (MKL) ran this shape at half OpenBLAS's rate on the AMD EPYC machine the benchmarks
+    use (4 x 1,000 x 256: 6.4 ms vs 3.5 ms, one thread); it is one product per fit, so a BLAS
+    that is slower elsewhere costs little.
     """
-    x = x0.clone()
-    f, g = fg(x, torch.ones(len(x), dtype=torch.bool, device=x.device))
-    active = g.abs().amax(1) > tol
-    pairs: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []  # (s, y, rho) per step, rows per problem
-    M: Preconditioner | None = None
-    pre = torch.zeros_like(active)  # problems on the preconditioned L-BFGS
-    tried = torch.zeros_like(active)  # problems shown to the preconditioner in their first line search
-
-    def precondition(v: torch.Tensor) -> torch.Tensor:
-        return v if M is None else torch.where(pre[:, None], M(v, pre & active), v)
-
-    it = 0
-    while bool(active.any()) and it < max_iter:
-        it += 1
-        if preconditioner is not None and it == 2:  # problems whose first step was accepted
-            chosen = preconditioner(pairs[-1][0], pairs[-1][1], active & ~tried)
-            if chosen is not None:
-                M, new = chosen[0], chosen[1] & active & ~tried
-                pre = pre | new
-                pairs = [(s, y, torch.where(new, torch.zeros_like(rho), rho)) for s, y, rho in pairs]  # restart
-        q, alphas = g.clone(), []
-        for s, y, rho in reversed(pairs):
-            a = rho * (s * q).sum(1)
-            q -= a[:, None] * y
-            alphas.append(a)
-        # initial matrix: gamma * I with scipy's scaling (first step: unit length, as L-BFGS-B),
-        # or M itself, already to scale
-        gamma = 1.0 / g.norm(dim=1).clamp_min(1e-300)
-        if pairs:
-            s, y, rho = pairs[-1]
-            gamma = torch.where(rho > 0, 1.0 / (rho * (y * y).sum(1)).clamp_min(1e-300), gamma)
-        gamma = torch.where(pre, 1.0, gamma)
-        r = gamma[:, None] * precondition(q)
-        for (s, y, rho), a in zip(pairs, reversed(alphas)):
-            r += s * (a - rho * (y * r).sum(1))[:, None]
-        step = torch.where(active[:, None], -r, torch.zeros_like(r))
-        slope = (g * step).sum(1)
-        uphill = (slope >= 0) & active
-        if bool(uphill.any()):  # keep descent: (preconditioned) steepest descent where the direction is not
-            step = torch.where(uphill[:, None], -gamma[:, None] * precondition(g), step)
-        slope = (g * step).sum(1)
-        t, pending, fn, gn = torch.ones_like(f), active, f, g
-        for k in range(40):  # backtracking (Armijo) per problem, to the minimum of a quadratic fit
-            fe, ge = fg(x + t[:, None] * step, pending)  # only problems whose step is not yet accepted
-            fn, gn = torch.where(pending, fe, fn), torch.where(pending[:, None], ge, gn)
-            ok = (fn <= f + 1e-4 * t * slope) | ~active
-            if bool(ok.all()):
-                break
-            fit = -slope * t * t / (2 * (fn - f - slope * t)).clamp_min(1e-300)
-            t = torch.where(ok, t, torch.minimum(torch.maximum(fit, 0.1 * t), 0.5 * t))
-            if preconditioner is not None and it == 1 and k == 0:  # unit first steps that failed
-                tried = ~ok
-                chosen = preconditioner(step, gn - g, tried)
-                if chosen is not None:
-                    M, pre = chosen[0], chosen[1] & tried
-                    step = torch.where(pre[:, None], -precondition(g), step)  # retry with M's own step
-                    slope = (g * step).sum(1)
-                    t = torch.where(pre, 1.0, t)
-            pending = ~ok
-        moved = ok & active
-        s_new = torch.where(moved[:, None], t[:, None] * step, torch.zeros_like(step))
-        y_new = torch.where(moved[:, None], gn - g, torch.zeros_like(g))
-        sy = (s_new * y_new).sum(1)
-        pairs.append((s_new, y_new, torch.where(sy > 1e-12, 1.0 / sy.clamp_min(1e-300), torch.zeros_like(sy))))
-        pairs = pairs[-history:]
-        x = x + s_new
-        f_old, f = f, torch.where(moved, fn, f)
-        g = torch.where(moved[:, None], gn, g)
-        active = moved & (g.abs().amax(1) > tol) & (f_old - f > ftol * f_old.abs().clamp_min(1.0))
-    return x, it, not bool(active.any())
+    if X.device.type != "cpu" or X.dtype not in (torch.float32, torch.float64):
+        return X.transpose(1, 2) @ X
+    x = X.numpy()
+    with _BLAS.limit(limits=torch.get_num_threads(), user_api="blas"):
+        return torch.from_numpy(x.transpose(0, 2, 1) @ x)
 
 
 def fit_logistic(
@@ -239,7 +139,7 @@ def fit_logistic(
     inv_sd = (1.0 / sd)[..., None]  # [L, P, d, 1]
     mu_k = mu[..., None]  # [L, P, d, 1]
     w_row = (M / cnt).T[:, None]  # [P, 1, n]: mean over each problem's training rows
-    reg = (1.0 / (C * cnt))[:, None, None].to(torch.float64)  # [P, 1, 1]
+    reg = (1.0 / (C * cnt))[:, None, None]  # [P, 1, 1]
     n_w = d * K
     XcT = Xc.transpose(1, 2)  # [L, d, n] view: products are laid out [L, P*K, n] (5-10x faster for small P)
 
@@ -247,16 +147,22 @@ def fit_logistic(
     axes = (1, 1, 0, 0, 0)
     cache: dict[bytes, tuple] = {}
 
-    def columns(active: torch.Tensor) -> tuple:
-        """The problems (columns of ``[L, P]``) active in some layer, and their slices of ``per``."""
-        cols = active.view(L, P).any(0)
+    def columns(rows: torch.Tensor) -> tuple:
+        """The problems (columns of ``[L, P]``) that ``rows`` (indices into ``L * P``) fall in,
+        their slices of ``per``, and where each row sits in the ``[L, columns]`` grid."""
+        cols, pos = torch.unique(rows % P, return_inverse=True)
         key = cols.cpu().numpy().tobytes()
         if key not in cache:
             if len(cache) > 8:
                 cache.clear()
-            idx = cols.nonzero().flatten()
-            cache[key] = (idx, *(t.index_select(ax, idx) for t, ax in zip(per, axes)))
-        return cache[key]
+            cache[key] = (cols, *(t.index_select(ax, cols) for t, ax in zip(per, axes)))
+        return cache[key], rows // P, pos
+
+    def to_grid(v: torch.Tensor, rows: torch.Tensor, layer, pos, cols) -> torch.Tensor:
+        """``v [B, D]`` of problems ``rows`` as ``[L, len(cols), D]`` (zeros where a layer's problem is not asked)."""
+        if len(rows) == L * len(cols):  # every layer of every column, in order
+            return v.view(L, len(cols), -1)
+        return v.new_zeros(L, len(cols), v.shape[1]).index_put_((layer, pos), v)
 
     def weights(theta: torch.Tensor, inv_sd=inv_sd, mu_k=mu_k) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         V = theta[..., :n_w].reshape(L, -1, d, K)  # weights on standardised features
@@ -264,10 +170,10 @@ def fit_logistic(
         c = theta[..., n_w:].reshape(L, -1, K).to(dt) - (mu_k * W).sum(2)  # [L, P, K]
         return V, W, c
 
-    def fg(theta: torch.Tensor, active: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        idx, inv_sd_a, mu_a, Y_a, w_a, reg_a = columns(active)  # only problems still running
-        Pa = len(idx)
-        V, W, c = weights(theta.view(L, P, -1).index_select(1, idx), inv_sd_a, mu_a)
+    def fg(theta: torch.Tensor, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        (cols, inv_sd_a, mu_a, Y_a, w_a, reg_a), layer, pos = columns(rows)  # only problems still running
+        Pa = len(cols)
+        V, W, c = weights(to_grid(theta, rows, layer, pos, cols), inv_sd_a, mu_a)
         Z = (W.transpose(2, 3).reshape(L, Pa * K, d) @ XcT).view(L, Pa, K, n) + c[..., None]
         if K == 1:
             loss_i = torch.nn.functional.softplus(Z) - Y_a * Z
@@ -279,55 +185,60 @@ def fit_logistic(
         f = (loss_i * w_a).sum((2, 3), dtype=torch.float64) + 0.5 * (V.square() * reg_a).sum((2, 3))  # [L, Pa]
         rs = R.sum(3)  # [L, Pa, K]
         G = (R.reshape(L, Pa * K, n) @ Xc).view(L, Pa, K, d).transpose(2, 3)  # [L, Pa, d, K]
-        gV = ((G - mu_a * rs[:, :, None, :]) * inv_sd_a).to(torch.float64) + V * reg_a
-        g = torch.cat([gV.reshape(L, Pa, n_w), rs.to(torch.float64)], 2)
-        if Pa == P:
-            return f.reshape(L * P), g.reshape(L * P, -1)
-        f_all = f.new_zeros(L, P).index_copy_(1, idx, f)  # finished problems: ignored by lbfgs_batched
-        return f_all.reshape(L * P), g.new_zeros(L, P, g.shape[2]).index_copy_(1, idx, g).reshape(L * P, -1)
+        gV = (G - mu_a * rs[:, :, None, :]) * inv_sd_a + V.to(dt) * reg_a
+        g = torch.cat([gV.reshape(L, Pa, n_w), rs], 2)  # in the activations' precision (see lbfgs_batched)
+        if len(rows) == L * Pa:
+            return f.reshape(-1), g.reshape(len(rows), -1)
+        return f[layer, pos], g[layer, pos]
 
     curv = (n_classes - 1) / n_classes**2  # softmax curvature at theta = 0 (binary: 1/4)
-
-    values, group = torch.unique(reg.flatten(), return_inverse=True)  # problems by regularisation
-    inverses: dict[int, torch.Tensor] = {}  # group -> [L, d, d], made once each (the factory may be called twice)
+    inverses: dict[float, torch.Tensor] = {}  # regularisation -> [L, d, d], made once each
 
     @functools.cache
     def corr() -> torch.Tensor:  # [L, d, d] feature correlation of each layer's rows
-        cov = (XcT @ Xc) / n
+        cov = gram(Xc) / n
         sd_all = cov.diagonal(dim1=1, dim2=2).sqrt()  # [L, d]
         sd_all = torch.where(sd_all > floor[:, 0], sd_all, torch.ones_like(sd_all))
         return cov / (sd_all[:, :, None] * sd_all[:, None, :])
 
-    def preconditioner(s: torch.Tensor, y: torch.Tensor, candidates: torch.Tensor):
+    def inverse(value: float) -> torch.Tensor:
+        """``(curv * corr + value * I)^-1 [L, d, d]``, in the activations' precision unless too
+        ill-conditioned for it."""
+        if value not in inverses:
+            A = corr() * curv + value * torch.eye(d, dtype=dt, device=dev)
+            factor, info = torch.linalg.cholesky_ex(A)
+            if bool((info != 0).any()):
+                factor = torch.linalg.cholesky(A.to(torch.float64))
+            inverses[value] = torch.cholesky_inverse(factor).to(dt)
+        return inverses[value]
+
+    reg_of = reg.flatten()  # [P]
+
+    def apply(q: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        """``M q``: the weights through ``inverse`` (rows @ inverse: the fast layout), the intercepts
+        through ``1 / curv``; a search direction, so float32 is enough."""
+        (cols, *_), layer, pos = columns(rows)
+        Vt = to_grid(q[:, :n_w].to(dt), rows, layer, pos, cols).view(L, -1, d, K).transpose(2, 3)  # [L, Pc, K, d]
+        out = torch.empty_like(Vt)
+        for value in reg_of[cols].unique().tolist():  # one factor per training-set size (folds share one)
+            sel = (reg_of[cols] == value).nonzero().flatten()
+            part = Vt if len(sel) == len(cols) else Vt.index_select(1, sel)
+            part = (part.reshape(L, -1, d) @ inverse(value)).view(L, -1, K, d)
+            out = part if len(sel) == len(cols) else out.index_copy_(1, sel, part)
+        out = out.transpose(2, 3).reshape(L, len(cols), n_w)
+        out = out.reshape(len(rows), n_w) if len(rows) == L * len(cols) else out[layer, pos]
+        return torch.cat([out.to(q.dtype), q[:, n_w:] / curv], 1)
+
+    def preconditioner(s: torch.Tensor, y: torch.Tensor, rows: torch.Tensor):
         # Ill-conditioned problems show themselves in one step: the loss curves along it much more
         # than its average, curv * mean(eig(corr)) + reg = curv + reg (1.0x on isotropic activations,
         # 25-170x on the world model's, whose gradients lie in a few high-variance directions).
-        along = (s * y).sum(1) / (s * s).sum(1).clamp_min(1e-300)
-        rows = candidates & (along > ANISOTROPY * (curv + reg.flatten().repeat(L)))
-        if not bool(rows.any()):
-            return None
         # M: the inverse Hessian at theta = 0, curv * corr + reg (intercept: curv), each problem's
         # training standardisation approximated by its layer's: one factor per layer and
         # regularisation (the folds share one), built from the layer's rows alone.
-        eye = torch.eye(d, dtype=dt, device=dev)
-        for g in torch.unique(group[rows.view(L, P).any(0)]).tolist():  # only the chosen problems' factors
-            if g not in inverses:  # in the activations' precision unless too ill-conditioned for it
-                A = curv * corr() + values[g].item() * eye
-                factor, info = torch.linalg.cholesky_ex(A)
-                if bool((info != 0).any()):
-                    factor = torch.linalg.cholesky(A.to(torch.float64))
-                inverses[g] = torch.cholesky_inverse(factor).to(dt)  # [L, d, d]
-
-        def apply(q: torch.Tensor, active: torch.Tensor) -> torch.Tensor:
-            idx = columns(active)[0]
-            Vt = q.view(L, P, -1)[:, :, :n_w].to(dt).reshape(L, P, d, K).transpose(2, 3)  # rows @ inverse: fast
-            out = torch.zeros(L, P, K, d, dtype=dt, device=q.device)  # a search direction: float32 is enough
-            for g, inv in inverses.items():
-                sel = idx[group[idx] == g]
-                out[:, sel] = (Vt[:, sel].reshape(L, -1, d) @ inv).view(L, -1, K, d)
-            return torch.cat([out.transpose(2, 3).reshape(L * P, n_w).to(q.dtype), q[:, n_w:] / curv], 1)
-
-        return apply, rows
+        along = (s * y).sum(1) / (s * s).sum(1).clamp_min(1e-300)
+        chosen = along > ANISOTROPY * (curv + reg_of[rows % P])
+        return (apply, chosen) if bool(chosen.any()) else None
 
     with solver_threads(L * n * d * P * K, dev):
         theta, _, converged = lbfgs_batched(fg, torch.zeros(L * P, n_w + K, dtype=torch.float64, device=dev),

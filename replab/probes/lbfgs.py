@@ -1,0 +1,179 @@
+"""``lbfgs_batched``: many independent L-BFGS minimisations in lockstep.
+
+Used by the logistic probes (``fit_logistic``): P problems that share their data, so one
+evaluation of all of them is one matrix product. Each problem keeps its own curvature pairs,
+step length and stopping test, so it needs the iterations it would need alone; the state is
+kept for the unfinished problems only, so a problem that has converged costs nothing more.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+
+Objective = Callable[[torch.Tensor, torch.Tensor], "tuple[torch.Tensor, torch.Tensor]"]
+"""``(x [B, D], rows [B] long) -> (f [B], g [B, D])``: value and gradient of the problems ``rows``
+(indices into ``x0``, ascending) at ``x``. ``f`` in float64 (the line search compares values);
+``g`` in the precision of the search directions and curvature pairs (float32 halves their
+memory traffic when the gradient is only float32-accurate anyway)."""
+
+Preconditioner = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+"""``(q [B, D], rows [B] long) -> M q``, ``M`` a fixed positive-definite approximation of each
+problem's inverse Hessian."""
+
+PreconditionerFactory = Callable[[torch.Tensor, torch.Tensor, torch.Tensor],
+                                 "tuple[Preconditioner, torch.Tensor] | None"]
+"""``(s [B, D], y [B, D], rows [B]) -> (M, chosen [B] bool)`` or ``None``: given a step of the
+problems ``rows`` and the gradient change along it, which of them to precondition, and an ``M``
+valid for every problem chosen so far (it may be called twice)."""
+
+
+def _dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    return torch.linalg.vecdot(a, b)
+
+
+def lbfgs_batched(fg: Objective, x0: torch.Tensor, *, tol: float = 1e-4, ftol: float = 0.0,
+                  max_iter: int = 1000, history: int = 10,
+                  preconditioner: PreconditionerFactory | None = None) -> tuple[torch.Tensor, int, bool]:
+    """Minimise P independent smooth functions at once, one L-BFGS per row of ``x0``.
+
+    Every problem keeps its own curvature pairs, step length and stopping test (largest
+    gradient entry <= ``tol``, as scipy's ``gtol``); ``fg`` evaluates the unfinished ones at
+    once (one matrix product for all), and a finished problem leaves the state.
+
+    With ``preconditioner``, each problem's first step decides whether it switches to a
+    preconditioned L-BFGS (initial inverse Hessian ``M`` instead of ``gamma * I``): a problem
+    whose unit-length first step fails the line search is shown that trial step and its gradient
+    change at once (and, if chosen, retries with the step ``-M g``); one whose first step is
+    accepted is shown it after the iteration (its history then restarts). Why: building ``M``
+    costs several evaluations, which an easy or well-conditioned problem never repays, while an
+    ill-conditioned one (anisotropic activations, near-separable control or shuffled labels)
+    takes ~20x fewer iterations with it, and one step shows which is which. Each problem's
+    choice depends on its own step only, so its path does not depend on the rest of the batch;
+    the optimum and the stopping test are unchanged.
+
+    Args:
+        fg: see ``Objective``.
+        x0: ``[P, D]`` float64 starting points (the iterates accumulate in float64).
+        tol: per-problem gradient tolerance.
+        ftol: also stop a problem whose accepted step lowers ``f`` by at most ``ftol * max(|f|, 1)``
+            (scipy's ``ftol``): with ``f`` summed from float32 terms, steps below its round-off
+            would otherwise be accepted on noise forever.
+        max_iter: iterations.
+        history: curvature pairs kept.
+        preconditioner: see ``PreconditionerFactory``.
+
+    Returns:
+        ``(x [P, D], iterations, converged)``; a problem whose backtracking line search cannot
+        decrease ``f`` (float32 round-off near the optimum) counts as converged, like scipy.
+    """
+    out = x0.clone()
+    rows = torch.arange(len(x0), device=x0.device)
+    x = x0.clone()
+    f, g = fg(x, rows)
+    live = g.abs().amax(1) > tol
+    # curvature pairs of the live problems: slots of S, Y [history, B, D] and RHO [history, B],
+    # `order` lists the filled slots oldest first (a pair with rho = 0 is skipped by the recursion)
+    S = g.new_zeros(history, *x.shape)
+    Y, RHO = torch.zeros_like(S), g.new_zeros(history, len(x))
+    order: list[int] = []
+    M: Preconditioner | None = None
+    pre = torch.zeros_like(live)  # on the preconditioned L-BFGS
+    shown = torch.zeros_like(live)  # shown to the preconditioner in their first line search
+
+    def precondition(v: torch.Tensor) -> torch.Tensor:
+        if M is None or not bool(pre.any()):
+            return v
+        if bool(pre.all()):
+            return M(v, rows)
+        idx = pre.nonzero().flatten()
+        return v.index_copy(0, idx, M(v.index_select(0, idx), rows.index_select(0, idx)))
+
+    def choose(s: torch.Tensor, y: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
+        """Show the candidates' step to the factory; the newly preconditioned problems [B] bool."""
+        nonlocal M
+        idx = candidates.nonzero().flatten()
+        new = torch.zeros_like(candidates)
+        if len(idx):
+            chosen = preconditioner(s.index_select(0, idx), y.index_select(0, idx), rows.index_select(0, idx))
+            if chosen is not None:
+                M = chosen[0]
+                new[idx] = chosen[1]
+        return new
+
+    it = 0
+    while it < max_iter:
+        if not bool(live.all()):  # drop the finished problems
+            done = (~live).nonzero().flatten()
+            out.index_copy_(0, rows.index_select(0, done), x.index_select(0, done))
+            keep = live.nonzero().flatten()
+            x, f, g, rows, pre, shown = (t.index_select(0, keep) for t in (x, f, g, rows, pre, shown))
+            S, Y, RHO = S.index_select(1, keep), Y.index_select(1, keep), RHO.index_select(1, keep)
+        if not len(rows):
+            break
+        it += 1
+        if preconditioner is not None and it == 2:  # problems whose first step was accepted
+            new = choose(S[order[-1]], Y[order[-1]], ~shown)
+            if bool(new.any()):
+                pre = pre | new
+                RHO.masked_fill_(new, 0.0)  # their history restarts
+        q, alphas = g.clone(), []
+        for i in reversed(order):
+            a = RHO[i] * _dot(S[i], q)
+            q.addcmul_(a[:, None], Y[i], value=-1.0)
+            alphas.append(a)
+        # initial matrix: gamma * I with scipy's scaling (first step: unit length, as L-BFGS-B),
+        # or M itself, already to scale
+        if order:
+            last = order[-1]
+            gamma = torch.where(RHO[last] > 0, 1.0 / (RHO[last] * _dot(Y[last], Y[last])).clamp_min(1e-300),
+                                1.0 / g.norm(dim=1).clamp_min(1e-300))
+        else:
+            gamma = 1.0 / g.norm(dim=1).clamp_min(1e-300)
+        gamma = gamma.masked_fill(pre, 1.0)
+        r = precondition(q).mul_(gamma[:, None])
+        for i, a in zip(order, reversed(alphas)):
+            r.addcmul_(S[i], (a - RHO[i] * _dot(Y[i], r))[:, None])
+        step = r.neg_()
+        slope = _dot(g, step)
+        uphill = slope >= 0
+        if bool(uphill.any()):  # keep descent: (preconditioned) steepest descent where the direction is not
+            step = torch.where(uphill[:, None], -gamma[:, None] * precondition(g), step)
+            slope = _dot(g, step)
+        t, pending = torch.ones_like(slope), None
+        for k in range(40):  # backtracking (Armijo) per problem, to the minimum of a quadratic fit
+            if pending is None:  # every problem
+                fn, gn = fg(torch.addcmul(x, t[:, None], step), rows)
+            else:  # only the problems whose step is not yet accepted
+                idx = pending.nonzero().flatten()
+                fe, ge = fg(torch.addcmul(x, t[:, None], step).index_select(0, idx), rows.index_select(0, idx))
+                fn, gn = fn.index_copy(0, idx, fe), gn.index_copy(0, idx, ge)
+            ok = fn <= f + 1e-4 * t * slope
+            if bool(ok.all()):
+                break
+            fit = -slope * t * t / (2 * (fn - f - slope * t)).clamp_min(1e-300)
+            t = torch.where(ok, t, torch.minimum(torch.maximum(fit.to(t.dtype), 0.1 * t), 0.5 * t))
+            if preconditioner is not None and it == 1 and k == 0:  # unit first steps that failed
+                shown = ~ok
+                new = choose(step, gn - g, shown)
+                if bool(new.any()):
+                    pre = new
+                    step = torch.where(pre[:, None], -precondition(g), step)  # retry with M's own step
+                    slope = _dot(g, step)
+                    t = t.masked_fill(pre, 1.0)
+            pending = ~ok
+        slot = order.pop(0) if len(order) == history else len(order)
+        order.append(slot)
+        s_new, y_new = torch.mul(step, t[:, None], out=S[slot]), torch.sub(gn, g, out=Y[slot])
+        if not bool(ok.all()):  # a problem whose line search failed keeps its point and finishes
+            s_new.mul_(ok[:, None])
+            y_new.mul_(ok[:, None])
+            fn, gn = torch.where(ok, fn, f), torch.where(ok[:, None], gn, g)
+        sy = _dot(s_new, y_new)
+        RHO[slot] = torch.where(sy > 1e-12, 1.0 / sy.clamp_min(1e-300), 0.0)
+        x.add_(s_new)
+        f_old, f, g = f, fn, gn
+        live = ok & (g.abs().amax(1) > tol) & (f_old - f > ftol * f_old.abs().clamp_min(1.0))
+    out.index_copy_(0, rows, x)
+    return out, it, not bool(live.any())
