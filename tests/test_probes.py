@@ -172,6 +172,17 @@ def test_regression_and_meandiff_specific_errors():
         MeanDiffProbe().fit(X, np.arange(50) % 3)
 
 
+def _quadratics(A, b, dtype=torch.float64, asked=None):
+    """``fg`` of f_p(x) = x A_p x / 2 - b_p x (minimum at A_p^-1 b_p), gradients in ``dtype``;
+    ``asked`` collects the problems each call evaluates."""
+    def fg(x, rows):
+        if asked is not None:
+            asked.append(rows.tolist())
+        Ax = torch.einsum("pij,pj->pi", A[rows], x)
+        return 0.5 * (x * Ax).sum(1) - (b[rows] * x).sum(1), (Ax - b[rows]).to(dtype)
+    return fg
+
+
 def test_lbfgs_batched_solves_each_problem_to_its_own_optimum():
     from replab.probes.lbfgs import lbfgs_batched
 
@@ -181,12 +192,8 @@ def test_lbfgs_batched_solves_each_problem_to_its_own_optimum():
     b = torch.from_numpy(rng.normal(size=(P, D)))
     asked = []
 
-    def quadratics(A, b):  # f_p(x) = x A_p x / 2 - b_p x, minimum at A_p^-1 b_p
-        def fg(x, rows):
-            asked.append(rows.tolist())
-            Ax = torch.einsum("pij,pj->pi", A[rows], x)
-            return 0.5 * (x * Ax).sum(1) - (b[rows] * x).sum(1), Ax - b[rows]
-        return fg
+    def quadratics(A, b):
+        return _quadratics(A, b, asked=asked)
 
     x, iterations, converged = lbfgs_batched(quadratics(A, b), torch.zeros(P, D, dtype=torch.float64), tol=1e-10)
     assert converged and iterations < 200
@@ -212,6 +219,21 @@ def test_lbfgs_batched_solves_each_problem_to_its_own_optimum():
     _, it3, converged = lbfgs_batched(quadratics(A[1:], b[1:]), torch.zeros(P - 1, D, dtype=torch.float64),
                                       tol=1e-10, preconditioner=exact(A[1:]))
     assert converged and it3 <= 3 < iterations  # one plain step, then Newton steps
+
+
+def test_lbfgs_batched_float32_gradients_reach_the_float64_optimum():
+    """Logistic gradients are float32: the search state then is too, the iterates stay float64."""
+    from replab.probes.lbfgs import lbfgs_batched
+
+    rng = np.random.default_rng(1)
+    A = torch.from_numpy(rng.normal(size=(3, 20, 20)))
+    A = A @ A.transpose(1, 2) / 20 + 0.1 * torch.eye(20)  # SPD, condition ~1e2
+    b = torch.from_numpy(rng.normal(size=(3, 20)))
+    exact = torch.linalg.solve(A, b)
+    for dtype in (torch.float64, torch.float32):
+        x, _, converged = lbfgs_batched(_quadratics(A, b, dtype), torch.zeros(3, 20, dtype=torch.float64), tol=1e-5)
+        assert converged and x.dtype == torch.float64
+        torch.testing.assert_close(x, exact, rtol=1e-3, atol=1e-4)
 
 
 def test_torch_free_probe_tasks_match_the_registry():

@@ -29,8 +29,7 @@ problems ``rows`` and the gradient change along it, which of them to preconditio
 valid for every problem chosen so far (it may be called twice)."""
 
 
-def _dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    return torch.linalg.vecdot(a, b)
+_dot = torch.linalg.vecdot  # per-row dot products of [B, D] tensors
 
 
 def lbfgs_batched(fg: Objective, x0: torch.Tensor, *, tol: float = 1e-4, ftol: float = 0.0,

@@ -32,8 +32,6 @@ from replab.probes.lbfgs import lbfgs_batched
 MACS_PER_THREAD = 2**27
 """Multiply-adds per function evaluation that earn one more CPU thread (``solver_threads``)."""
 
-_BLAS = ThreadpoolController()
-
 ANISOTROPY = 4.0
 """Logistic problems whose loss curves more than this many times its average along their first
 L-BFGS step switch to the preconditioned L-BFGS (``lbfgs_batched``)."""
@@ -74,6 +72,12 @@ def solver_threads(macs: int, device: torch.device) -> Iterator[int]:
         torch.set_num_threads(before)
 
 
+@functools.cache
+def _blas() -> ThreadpoolController:
+    """The loaded BLAS libraries, found on first use (a 20 ms scan: not at import)."""
+    return ThreadpoolController()
+
+
 def gram(X: torch.Tensor) -> torch.Tensor:
     """``X^T X`` for each of ``X [L, n, d]``: ``[L, d, d]``.
 
@@ -85,7 +89,7 @@ def gram(X: torch.Tensor) -> torch.Tensor:
     if X.device.type != "cpu" or X.dtype not in (torch.float32, torch.float64):
         return X.transpose(1, 2) @ X
     x = X.numpy()
-    with _BLAS.limit(limits=torch.get_num_threads(), user_api="blas"):
+    with _blas().limit(limits=torch.get_num_threads(), user_api="blas"):
         return torch.from_numpy(x.transpose(0, 2, 1) @ x)
 
 
@@ -164,6 +168,12 @@ def fit_logistic(
             return v.view(L, len(cols), -1)
         return v.new_zeros(L, len(cols), v.shape[1]).index_put_((layer, pos), v)
 
+    def from_grid(grid: torch.Tensor, rows: torch.Tensor, layer, pos) -> torch.Tensor:
+        """The rows of ``grid [L, columns, ...]`` that ``to_grid`` placed: ``[B, ...]``."""
+        if len(rows) == grid.shape[0] * grid.shape[1]:
+            return grid.reshape(len(rows), *grid.shape[2:])
+        return grid[layer, pos]
+
     def weights(theta: torch.Tensor, inv_sd=inv_sd, mu_k=mu_k) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         V = theta[..., :n_w].reshape(L, -1, d, K)  # weights on standardised features
         W = V.to(dt) * inv_sd  # ... on centred, unstandardised features
@@ -187,9 +197,7 @@ def fit_logistic(
         G = (R.reshape(L, Pa * K, n) @ Xc).view(L, Pa, K, d).transpose(2, 3)  # [L, Pa, d, K]
         gV = (G - mu_a * rs[:, :, None, :]) * inv_sd_a + V.to(dt) * reg_a
         g = torch.cat([gV.reshape(L, Pa, n_w), rs], 2)  # in the activations' precision (see lbfgs_batched)
-        if len(rows) == L * Pa:
-            return f.reshape(-1), g.reshape(len(rows), -1)
-        return f[layer, pos], g[layer, pos]
+        return from_grid(f, rows, layer, pos), from_grid(g, rows, layer, pos)
 
     curv = (n_classes - 1) / n_classes**2  # softmax curvature at theta = 0 (binary: 1/4)
     inverses: dict[float, torch.Tensor] = {}  # regularisation -> [L, d, d], made once each
@@ -219,14 +227,11 @@ def fit_logistic(
         through ``1 / curv``; a search direction, so float32 is enough."""
         (cols, *_), layer, pos = columns(rows)
         Vt = to_grid(q[:, :n_w].to(dt), rows, layer, pos, cols).view(L, -1, d, K).transpose(2, 3)  # [L, Pc, K, d]
-        out = torch.empty_like(Vt)
-        for value in reg_of[cols].unique().tolist():  # one factor per training-set size (folds share one)
-            sel = (reg_of[cols] == value).nonzero().flatten()
-            part = Vt if len(sel) == len(cols) else Vt.index_select(1, sel)
-            part = (part.reshape(L, -1, d) @ inverse(value)).view(L, -1, K, d)
-            out = part if len(sel) == len(cols) else out.index_copy_(1, sel, part)
-        out = out.transpose(2, 3).reshape(L, len(cols), n_w)
-        out = out.reshape(len(rows), n_w) if len(rows) == L * len(cols) else out[layer, pos]
+        values, out = reg_of[cols], torch.empty_like(Vt)
+        for value in values.unique().tolist():  # one factor per training-set size (folds share one)
+            sel = (values == value).nonzero().flatten()
+            out.index_copy_(1, sel, (Vt.index_select(1, sel).reshape(L, -1, d) @ inverse(value)).view(L, -1, K, d))
+        out = from_grid(out.transpose(2, 3).reshape(L, len(cols), n_w), rows, layer, pos)
         return torch.cat([out.to(q.dtype), q[:, n_w:] / curv], 1)
 
     def preconditioner(s: torch.Tensor, y: torch.Tensor, rows: torch.Tensor):
