@@ -9,7 +9,9 @@ Two stores:
 
 Four timings per store and load, all in one run so each is a ratio measured side by side (each
 repeat times the two peer loops back to back, then the two sweeps back to back, alternating which
-sweep goes first, so both follow the same activity; an untimed run of each side warms up first):
+sweep goes first, so both follow the same activity -- on a store whose sweeps take milliseconds,
+as many such pairs as fill ``SWEEP_SECONDS``, medians per repeat; an untimed run of each side warms
+up first):
 
 * the peer: for each hook ``cross_val_score(LogisticRegression(max_iter=2000), X, y, cv=5)``;
 * ``sweep(store, hooks=hooks, probes=["logistic"], cv=5, control=False, shuffled=False)``;
@@ -29,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import math
 import os
 import platform
 import statistics
@@ -43,6 +46,8 @@ import numpy as np
 from replab.markdown import update_marked_section
 
 ROOT = Path(__file__).resolve().parent.parent
+SWEEP_SECONDS = 1.0
+"""Least sweep time per repeat: a store whose two sweeps take less is swept in several interleaved pairs."""
 
 
 def make_data(n: int, d: int, layers: int, seed: int = 0) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
@@ -116,17 +121,26 @@ def measure(store, arrays, y, control_by, cv: int, repeats: int, device: str) ->
               "full": lambda: sweep(store, hooks=hooks, probes=["logistic"], target=y, cv=cv,
                                     control_by=control_by, progress=False, device=device)}
     peer_loop({h: arrays[h] for h in hooks[:1]}, sets[:1], cv)  # untimed warm-up of both sides
-    results = {name: fn() for name, fn in sweeps.items()}
+    warm = {name: timed(fn) for name, fn in sweeps.items()}
+    results = {name: out for name, (_, out) in warm.items()}
+    # sweeps of a small store take milliseconds: time them in interleaved pairs (at least SWEEP_SECONDS of
+    # sweeps per repeat), medians per repeat, so one scheduling hiccup does not make a repeat's ratio
+    pairs = max(1, math.ceil(SWEEP_SECONDS / sum(t for t, _ in warm.values())))
     for i in range(repeats):
         t, peer = timed(lambda: peer_loop(arrays, sets[:1], cv))
         times["peer"].append(t)
         t, _ = timed(lambda: peer_loop(arrays, sets, cv))
         times["peer3"].append(t)
         # the two sweeps back to back, alternating which goes first, so both follow the same activity
-        for name in ("task", "full") if i % 2 == 0 else ("full", "task"):
-            t, results[name] = timed(sweeps[name])
-            times[name].append(t)
-        print("  " + ", ".join(f"{k} {v[-1]:.3f}s" for k, v in times.items()), flush=True)
+        pair_times: dict[str, list[float]] = {"task": [], "full": []}
+        for j in range(pairs):
+            for name in ("task", "full") if (i + j) % 2 == 0 else ("full", "task"):
+                t, results[name] = timed(sweeps[name])
+                pair_times[name].append(t)
+        for name, ts in pair_times.items():
+            times[name].append(statistics.median(ts))
+        print("  " + ", ".join(f"{k} {v[-1]:.3f}s" for k, v in times.items()) + f" ({pairs} sweep pairs)", flush=True)
+    times["pairs"] = [pairs]
     task, full = results["task"], results["full"]
     ours = task.table.set_index("hook")["mean"]
     rows = full.table.set_index(["task", "hook"])
@@ -173,7 +187,7 @@ def main() -> None:
                 repeats = args.repeats if name == "world" else args.synthetic_repeats
                 results[name, k] = r = measure(store, arrays, y, by, args.cv, repeats, args.device)
             print(f"{name}, {k} busy: " + ", ".join(f"{key} {statistics.median(v):.3f}s" for key, v in r.items()
-                                                     if key != "acc"), flush=True)
+                                                     if key not in ("acc", "pairs")), flush=True)
 
     med = statistics.median
     lines = ["| store | busy processes | sklearn loop (s) | task-only sweep (s) | sweep / sklearn | "
@@ -207,6 +221,8 @@ def main() -> None:
             checks.append((f"under {max(args.contention)} busy processes the default sweep slows no more than the "
                            "3-set sklearn loop", med(b["full"]) / med(r["full"]) <= med(b["peer3"]) / med(r["peer3"])))
         verdicts.append(f"{name}: " + "; ".join(f"{text} **{'met' if ok else 'missed'}**" for text, ok in checks))
+    pairs_text = ", ".join(f"{name}, {k} busy: {r['pairs'][0]} pair{'s' * (r['pairs'][0] > 1)}"
+                           for (name, k), r in results.items())
     shapes = ", ".join(f"{name} {len(arrays)} hooks x {next(iter(arrays.values())).shape[1]} x "
                        f"{len(next(iter(arrays.values())))} rows" for name, (_, arrays, _, _) in data.items())
     text = (
@@ -218,7 +234,8 @@ def main() -> None:
         f"{os.environ.get('OMP_NUM_THREADS', 'unset')}, torch threads {torch.get_num_threads()}); Python "
         f"{platform.python_version()}, torch {torch.__version__}, scikit-learn {sklearn.__version__}, numpy "
         f"{np.__version__}. Stores: {shapes}; {args.cv}-fold CV. Wall-clock medians of {args.repeats} repeats (synthetic: "
-        f"{args.synthetic_repeats}); "
+        f"{args.synthetic_repeats}); a store whose two sweeps take under {SWEEP_SECONDS:g} s is swept in interleaved "
+        f"pairs within each repeat, medians per repeat ({pairs_text}); "
         "ratios are medians of per-repeat ratios (both sides timed back to back under the same load). "
         "\"busy processes\": CPU-bound busy loops this script runs alongside. Load average at the end: "
         f"{os.getloadavg()[0]:.1f} (other jobs on the machine add noise). The peer is "

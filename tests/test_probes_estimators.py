@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 from sklearn.base import clone
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GridSearchCV, cross_val_score
 from sklearn.pipeline import make_pipeline
@@ -37,23 +38,21 @@ def test_logistic_probe_in_pipeline_and_grid_search_matches_sklearn():
     assert grid.best_params_["C"] in (0.01, 1.0) and grid.best_score_ > 0.8
 
 
+def test_logistic_n_iter_counts_iterations_as_sklearn():
+    X, y = _data()
+    probe = LogisticProbe().fit(X, y)
+    assert probe.n_iter_.shape == (1,) and probe.n_iter_.dtype == np.int32 and 2 < probe.n_iter_[0] < 100
+    with pytest.warns(ConvergenceWarning, match="max_iter"):
+        capped = LogisticProbe(max_iter=2).fit(X, y)
+    assert capped.n_iter_.tolist() == [2]
+
+
 def test_meandiff_and_ridge_in_cross_val_score():
     X, y = _data(1)
     assert cross_val_score(MeanDiffProbe(), X, y, cv=3).mean() > 0.8
     assert cross_val_score(RidgeProbe(), X, X[:, 0] + 0.1 * X[:, 1], cv=3).mean() > 0.95
 
 
-# scikit-learn's own estimator checks. Skipped, with the reason (also in docs/probes.md):
-SKIPPED_CHECKS = {
-    LogisticProbe: {
-        "check_non_transformer_estimators_n_iter":
-            "the batched L-BFGS fits many problems at once (folds x labels x layers) and does not track a "
-            "per-problem iteration count, so there is no n_iter_",
-    },
-}
-
-
-@parametrize_with_checks([LogisticProbe(), RidgeProbe(), MeanDiffProbe()],
-                         expected_failed_checks=lambda est: SKIPPED_CHECKS.get(type(est), {}))
+@parametrize_with_checks([LogisticProbe(), RidgeProbe(), MeanDiffProbe()])
 def test_sklearn_check_estimator(estimator, check):
     check(estimator)

@@ -34,7 +34,7 @@ _dot = torch.linalg.vecdot  # per-row dot products of [B, D] tensors
 
 def lbfgs_batched(fg: Objective, x0: torch.Tensor, *, tol: float = 1e-4, ftol: float = 0.0,
                   max_iter: int = 1000, history: int = 10,
-                  preconditioner: PreconditionerFactory | None = None) -> tuple[torch.Tensor, int, bool]:
+                  preconditioner: PreconditionerFactory | None = None) -> tuple[torch.Tensor, torch.Tensor, bool]:
     """Minimise P independent smooth functions at once, one L-BFGS per row of ``x0``.
 
     Every problem keeps its own curvature pairs, step length and stopping test (largest
@@ -64,11 +64,13 @@ def lbfgs_batched(fg: Objective, x0: torch.Tensor, *, tol: float = 1e-4, ftol: f
         preconditioner: see ``PreconditionerFactory``.
 
     Returns:
-        ``(x [P, D], iterations, converged)``; a problem whose backtracking line search cannot
-        decrease ``f`` (float32 round-off near the optimum) counts as converged, like scipy.
+        ``(x [P, D], n_iter [P], converged)``: the iterations each problem ran (scipy's ``nit``);
+        a problem whose backtracking line search cannot decrease ``f`` (float32 round-off near the
+        optimum) counts as converged, like scipy.
     """
     out = x0.clone()
     rows = torch.arange(len(x0), device=x0.device)
+    n_iter = torch.zeros_like(rows)
     x = x0.clone()
     f, g = fg(x, rows)
     live = g.abs().amax(1) > tol
@@ -106,6 +108,7 @@ def lbfgs_batched(fg: Objective, x0: torch.Tensor, *, tol: float = 1e-4, ftol: f
         if not bool(live.all()):  # drop the finished problems
             done = (~live).nonzero().flatten()
             out.index_copy_(0, rows.index_select(0, done), x.index_select(0, done))
+            n_iter.index_fill_(0, rows.index_select(0, done), it)
             keep = live.nonzero().flatten()
             x, f, g, rows, pre, shown = (t.index_select(0, keep) for t in (x, f, g, rows, pre, shown))
             S, Y, RHO = S.index_select(1, keep), Y.index_select(1, keep), RHO.index_select(1, keep)
@@ -175,4 +178,5 @@ def lbfgs_batched(fg: Objective, x0: torch.Tensor, *, tol: float = 1e-4, ftol: f
         f_old, f, g = f, fn, gn
         live = ok & (g.abs().amax(1) > tol) & (f_old - f > ftol * f_old.abs().clamp_min(1.0))
     out.index_copy_(0, rows, x)
-    return out, it, not bool(live.any())
+    n_iter.index_fill_(0, rows, it)
+    return out, n_iter, not bool(live.any())

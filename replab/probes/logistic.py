@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.exceptions import ConvergenceWarning
 from threadpoolctl import ThreadpoolController
 
 from replab.errors import DataError
@@ -102,7 +103,8 @@ def fit_logistic(
     C: float = 1.0,
     tol: float = 1e-4,
     max_iter: int = 1000,
-) -> tuple[torch.Tensor, torch.Tensor]:
+    return_n_iter: bool = False,
+) -> tuple[torch.Tensor, ...]:
     """Fit P standardised L2 logistic regressions on the rows of ``X`` selected per problem.
 
     Args:
@@ -115,11 +117,12 @@ def fit_logistic(
         C: inverse regularisation strength (scikit-learn's ``C``).
         tol: stop a problem when its largest gradient entry is below ``tol`` (scikit-learn's ``tol``).
         max_iter: L-BFGS iterations.
+        return_n_iter: also return the iterations each problem ran, ``n_iter [P]`` (``[L, P]``).
 
     Returns:
         ``coef [P, K', d]`` and ``intercept [P, K']`` (K' = 1 for binary; ``[L, ...]`` in front
         for a stack) in the original, unstandardised coordinates: ``logits = X @ coef[p].T +
-        intercept[p]``.
+        intercept[p]``; then ``n_iter`` if asked.
     """
     stacked = X.ndim == 3
     X = X if stacked else X[None]
@@ -149,18 +152,20 @@ def fit_logistic(
 
     per = (inv_sd, mu_k, Y, w_row, reg)  # per-problem tensors, problem axis 1 or 0
     axes = (1, 1, 0, 0, 0)
-    cache: dict[bytes, tuple] = {}
+    reg_of = reg.flatten()  # [P]
+    last: list = [None, None]  # the rows tensor seen last and its layout (fg and apply see each one often)
 
     def columns(rows: torch.Tensor) -> tuple:
         """The problems (columns of ``[L, P]``) that ``rows`` (indices into ``L * P``) fall in,
-        their slices of ``per``, and where each row sits in the ``[L, columns]`` grid."""
+        their slices of ``per``, where each row sits in the ``[L, columns]`` grid, and the
+        columns of each regularisation value (``apply``)."""
+        if last[0] is rows:
+            return last[1]
         cols, pos = torch.unique(rows % P, return_inverse=True)
-        key = cols.cpu().numpy().tobytes()
-        if key not in cache:
-            if len(cache) > 8:
-                cache.clear()
-            cache[key] = (cols, *(t.index_select(ax, cols) for t, ax in zip(per, axes)))
-        return cache[key], rows // P, pos
+        values = reg_of[cols]
+        groups = [(value, (values == value).nonzero().flatten()) for value in values.unique().tolist()]
+        last[:] = rows, ((cols, *(t.index_select(ax, cols) for t, ax in zip(per, axes))), rows // P, pos, groups)
+        return last[1]
 
     def to_grid(v: torch.Tensor, rows: torch.Tensor, layer, pos, cols) -> torch.Tensor:
         """``v [B, D]`` of problems ``rows`` as ``[L, len(cols), D]`` (zeros where a layer's problem is not asked)."""
@@ -181,7 +186,7 @@ def fit_logistic(
         return V, W, c
 
     def fg(theta: torch.Tensor, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        (cols, inv_sd_a, mu_a, Y_a, w_a, reg_a), layer, pos = columns(rows)  # only problems still running
+        (cols, inv_sd_a, mu_a, Y_a, w_a, reg_a), layer, pos, _ = columns(rows)  # only problems still running
         Pa = len(cols)
         V, W, c = weights(to_grid(theta, rows, layer, pos, cols), inv_sd_a, mu_a)
         Z = (W.transpose(2, 3).reshape(L, Pa * K, d) @ XcT).view(L, Pa, K, n) + c[..., None]
@@ -220,17 +225,17 @@ def fit_logistic(
             inverses[value] = torch.cholesky_inverse(factor).to(dt)
         return inverses[value]
 
-    reg_of = reg.flatten()  # [P]
-
     def apply(q: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
         """``M q``: the weights through ``inverse`` (rows @ inverse: the fast layout), the intercepts
         through ``1 / curv``; a search direction, so float32 is enough."""
-        (cols, *_), layer, pos = columns(rows)
-        Vt = to_grid(q[:, :n_w].to(dt), rows, layer, pos, cols).view(L, -1, d, K).transpose(2, 3)  # [L, Pc, K, d]
-        values, out = reg_of[cols], torch.empty_like(Vt)
-        for value in values.unique().tolist():  # one factor per training-set size (folds share one)
-            sel = (values == value).nonzero().flatten()
-            out.index_copy_(1, sel, (Vt.index_select(1, sel).reshape(L, -1, d) @ inverse(value)).view(L, -1, K, d))
+        (cols, *_), layer, pos, groups = columns(rows)
+        V = to_grid(q[:, :n_w].to(dt), rows, layer, pos, cols).view(L, -1, d, K).transpose(2, 3)  # [L, Pc, K, d]
+        if len(groups) == 1:  # one training-set size (the folds share one factor)
+            out = (V.reshape(L, -1, d) @ inverse(groups[0][0])).view(V.shape)
+        else:
+            out = torch.empty_like(V)
+            for value, sel in groups:
+                out.index_copy_(1, sel, (V.index_select(1, sel).reshape(L, -1, d) @ inverse(value)).view(L, -1, K, d))
         out = from_grid(out.transpose(2, 3).reshape(L, len(cols), n_w), rows, layer, pos)
         return torch.cat([out.to(q.dtype), q[:, n_w:] / curv], 1)
 
@@ -246,16 +251,17 @@ def fit_logistic(
         return (apply, chosen) if bool(chosen.any()) else None
 
     with solver_threads(L * n * d * P * K, dev):
-        theta, _, converged = lbfgs_batched(fg, torch.zeros(L * P, n_w + K, dtype=torch.float64, device=dev),
-                                            tol=tol, ftol=2 * torch.finfo(dt).eps, max_iter=max_iter,
-                                            preconditioner=preconditioner)
+        theta, n_iter, converged = lbfgs_batched(fg, torch.zeros(L * P, n_w + K, dtype=torch.float64, device=dev),
+                                                 tol=tol, ftol=2 * torch.finfo(dt).eps, max_iter=max_iter,
+                                                 preconditioner=preconditioner)
     if not converged:
         warnings.warn(f"Logistic probe did not converge in {max_iter} iterations; raise max_iter or lower C.",
-                      stacklevel=2)
+                      ConvergenceWarning, stacklevel=2)
     _, W, c = weights(theta)
     coef = W.permute(0, 1, 3, 2)  # [L, P, K, d]
     intercept = c - (coef * mean0[:, None]).sum(-1)
-    return (coef, intercept) if stacked else (coef[0], intercept[0])
+    out = (coef, intercept, n_iter.view(L, P)) if return_n_iter else (coef, intercept)
+    return out if stacked else tuple(t[0] for t in out)
 
 
 def logistic_logits(X: torch.Tensor, coef: torch.Tensor, intercept: torch.Tensor) -> torch.Tensor:
@@ -273,7 +279,8 @@ class LogisticProbe(Probe, ClassifierMixin, BaseEstimator):
     """Binary or multinomial logistic regression on standardised features (L2, L-BFGS).
 
     Matches ``make_pipeline(StandardScaler(), LogisticRegression(C=C))``; the fitted
-    ``coef_ [K', d]`` and ``intercept_ [K']`` are in the original activation coordinates.
+    ``coef_ [K', d]`` and ``intercept_ [K']`` are in the original activation coordinates;
+    ``n_iter_ [1]`` counts the L-BFGS iterations, as scikit-learn's.
     A scikit-learn classifier (``clone``, ``GridSearchCV(LogisticProbe(), {"C": [...]})``).
 
     Args:
@@ -306,12 +313,13 @@ class LogisticProbe(Probe, ClassifierMixin, BaseEstimator):
         Xt = as_features(X)
         classes, idx = encode_labels(y, Xt.shape[0])
         n = Xt.shape[0]
-        coef, intercept = fit_logistic(Xt, torch.from_numpy(idx)[:, None], torch.ones(n, 1, dtype=torch.bool),
-                                       len(classes), C=float(self.C), tol=float(self.tol),
-                                       max_iter=int(self.max_iter))
+        coef, intercept, n_iter = fit_logistic(Xt, torch.from_numpy(idx)[:, None],
+                                               torch.ones(n, 1, dtype=torch.bool), len(classes), C=float(self.C),
+                                               tol=float(self.tol), max_iter=int(self.max_iter), return_n_iter=True)
         self.classes_ = classes
         self.coef_ = coef[0].cpu().numpy()
         self.intercept_ = intercept[0].cpu().numpy()
+        self.n_iter_ = n_iter.cpu().numpy().astype(np.int32)  # [1], as scikit-learn
         self.d_ = Xt.shape[1]
         self._provenance(hook, position, model)
         return self
@@ -361,8 +369,8 @@ class LogisticProbe(Probe, ClassifierMixin, BaseEstimator):
         """
         scores, fitted = self.cross_validate_stack(X[None], targets, folds, refit=refit)[0]
         if refit is not None:
-            self.classes_, self.coef_, self.intercept_, self.d_ = (fitted.classes_, fitted.coef_, fitted.intercept_,
-                                                                   fitted.d_)
+            self.classes_, self.coef_, self.intercept_, self.n_iter_, self.d_ = (
+                fitted.classes_, fitted.coef_, fitted.intercept_, fitted.n_iter_, fitted.d_)
         return scores
 
     def cross_validate_stack(self, Xs: torch.Tensor, targets: Mapping[str, np.ndarray], folds: Folds, *,
@@ -390,8 +398,9 @@ class LogisticProbe(Probe, ClassifierMixin, BaseEstimator):
         labels = torch.from_numpy(np.stack(columns, 1))
         self._check_params()
         with solver_threads(Xs.numel() * labels.shape[1] * (1 if len(classes) == 2 else len(classes)), Xs.device):
-            coef, intercept = fit_logistic(Xs, labels, train, len(classes), C=float(self.C), tol=float(self.tol),
-                                           max_iter=int(self.max_iter))
+            coef, intercept, n_iter = fit_logistic(Xs, labels, train, len(classes), C=float(self.C),
+                                                   tol=float(self.tol), max_iter=int(self.max_iter),
+                                                   return_n_iter=True)
             correct = (_predict_index(logistic_logits(Xs, coef, intercept)).cpu() == labels).numpy()  # [L, n, P]
         out = []
         for layer, X in enumerate(Xs):
@@ -399,6 +408,7 @@ class LogisticProbe(Probe, ClassifierMixin, BaseEstimator):
             if len(columns) > T * F:
                 probe.classes_, probe.d_ = refit_classes, X.shape[1]
                 probe.coef_, probe.intercept_ = coef[layer, -1].cpu().numpy(), intercept[layer, -1].cpu().numpy()
+                probe.n_iter_ = n_iter[layer, -1:].cpu().numpy().astype(np.int32)
             elif refit is not None:
                 probe.fit(X, refit)
             scores = {t: np.array([correct[layer, te, j * F + k].mean() for k, (_, te) in enumerate(folds)])
@@ -407,9 +417,12 @@ class LogisticProbe(Probe, ClassifierMixin, BaseEstimator):
         return out
 
     def _state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-        return {"coef": self.coef_, "intercept": self.intercept_}, {"classes": self.classes_.tolist()}
+        return ({"coef": self.coef_, "intercept": self.intercept_},
+                {"classes": self.classes_.tolist(), "n_iter": self.n_iter_.tolist() if hasattr(self, "n_iter_") else None})
 
     def _restore(self, tensors, fitted) -> None:
         self.coef_ = tensors["coef"]
         self.intercept_ = tensors["intercept"]
         self.classes_ = np.asarray(fitted["classes"])
+        if fitted.get("n_iter") is not None:  # (probes saved before n_iter_ existed lack it)
+            self.n_iter_ = np.asarray(fitted["n_iter"], dtype=np.int32)
