@@ -253,10 +253,10 @@ def main() -> None:
         "average: the control and shuffled labels on the world model's anisotropic activations, not the "
         "isotropic synthetic store) switch to L-BFGS preconditioned by the inverse Hessian at zero (one "
         "Gram matrix and Cholesky factor per hook), which cuts their iterations from ~250 to ~10; the solve "
-        "uses one torch "
-        "thread unless the batch is very large (`solver_threads`: per-op OpenMP barriers cost more than they "
-        "save on these sizes and stall when the cores are shared); the Plotly figures are built on first use "
-        "of `SweepResult.figures`.\n"
+        "and the sweep's checks and copies of "
+        "the activations use one torch thread unless the batch is very large (`replab.probes.threads`: per-op "
+        "OpenMP barriers cost more than they save on these sizes and stall when the cores are shared); the "
+        "Plotly figures are built on first use of `SweepResult.figures`.\n"
     )
     if not args.no_docs:
         update_marked_section(Path(args.docs), "bench_probes_gpu" if args.device != "cpu" else "bench_probes", text)

@@ -13,8 +13,9 @@ from sklearn.preprocessing import StandardScaler
 
 import replab
 from replab.probes import control_labels, shuffled_labels, sweep
-from replab.probes import logistic as logistic_mod
-from replab.probes.logistic import MACS_PER_THREAD, fit_logistic, gram, solver_threads
+from replab.probes import threads as threads_mod
+from replab.probes.logistic import fit_logistic, gram
+from replab.probes.threads import MACS_PER_THREAD, solver_threads
 
 
 def test_solver_threads_caps_small_cpu_solves_and_restores_the_setting():
@@ -42,7 +43,7 @@ def test_capped_solve_equals_the_uncapped_one(monkeypatch):
     torch.set_num_threads(2)
     try:
         capped = fit_logistic(X, y, train, 2)
-        monkeypatch.setattr(logistic_mod, "MACS_PER_THREAD", 1)  # every solve gets all threads
+        monkeypatch.setattr(threads_mod, "MACS_PER_THREAD", 1)  # every solve gets all threads
         free = fit_logistic(X, y, train, 2)
     finally:
         torch.set_num_threads(before)

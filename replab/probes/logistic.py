@@ -13,10 +13,9 @@ matrix-vector products. On a CUDA tensor the products run on the GPU.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -28,49 +27,12 @@ from threadpoolctl import ThreadpoolController
 from replab.errors import DataError
 from replab.probes.base import Folds, Probe, as_features, encode_labels, unit
 from replab.probes.lbfgs import lbfgs_batched
+from replab.probes.threads import logistic_macs, solver_threads
 
-
-MACS_PER_THREAD = 2**27
-"""Multiply-adds per function evaluation that earn one more CPU thread (``solver_threads``)."""
 
 ANISOTROPY = 4.0
 """Logistic problems whose loss curves more than this many times its average along their first
 L-BFGS step switch to the preconditioned L-BFGS (``lbfgs_batched``)."""
-
-
-@contextlib.contextmanager
-def solver_threads(macs: int, device: torch.device) -> Iterator[int]:
-    """Run a CPU solve with one torch thread per ``MACS_PER_THREAD`` of work per evaluation.
-
-    Why: an L-BFGS evaluation is ~30 small torch ops, each an OpenMP parallel region whose
-    threads spin and then sleep at its closing barrier. On a small problem (a 1,000 x 256 store)
-    those barriers cost more than the arithmetic, and when other processes hold the cores a
-    descheduled worker stalls every region: a two-thread solve ran 7x slower (and burnt 3x the
-    CPU time) than a one-thread one with two busy processes on a 2-core machine. One thread
-    solves even a 20,000 x 768 x 16-problem batch faster than scikit-learn's loop, so threads
-    are only added for much larger batches (never above ``torch.get_num_threads()``); the
-    caller's setting is restored afterwards. CUDA tensors are left alone.
-
-    Args:
-        macs: multiply-adds of one function evaluation (``L * n * d * P * K``).
-        device: where the solve runs.
-
-    Yields:
-        the number of threads used.
-    """
-    before = torch.get_num_threads()
-    if device.type != "cpu":
-        yield before
-        return
-    want = max(1, min(before, macs // MACS_PER_THREAD))
-    if want == before:
-        yield before
-        return
-    torch.set_num_threads(want)
-    try:
-        yield want
-    finally:
-        torch.set_num_threads(before)
 
 
 @functools.cache
@@ -250,7 +212,7 @@ def fit_logistic(
         chosen = along > ANISOTROPY * (curv + reg_of[rows % P])
         return (apply, chosen) if bool(chosen.any()) else None
 
-    with solver_threads(L * n * d * P * K, dev):
+    with solver_threads(logistic_macs(X.numel(), P, n_classes), dev):
         theta, n_iter, converged = lbfgs_batched(fg, torch.zeros(L * P, n_w + K, dtype=torch.float64, device=dev),
                                                  tol=tol, ftol=2 * torch.finfo(dt).eps, max_iter=max_iter,
                                                  preconditioner=preconditioner)
@@ -384,20 +346,20 @@ class LogisticProbe(Probe, ClassifierMixin, BaseEstimator):
             raise DataError("The labels have a single class; a classifier needs at least two.")
         F, T = len(folds), len(names)
         columns = [np.searchsorted(classes, np.asarray(targets[t])) for t in names for _ in range(F)]
-        train = torch.zeros(n, T * F + 1, dtype=torch.bool)
+        train = np.zeros((n, T * F + 1), dtype=bool)  # numpy: torch's parallel fills stall on shared cores
         for j in range(T):
             for k, (tr, _) in enumerate(folds):
-                train[torch.as_tensor(tr), j * F + k] = True
+                train[tr, j * F + k] = True
         refit_classes = None
         if refit is not None:
             refit_classes, refit_idx = encode_labels(refit, n, "refit labels")
             if len(refit_classes) == len(classes):  # same number of logits: batch it
                 columns.append(refit_idx)
                 train[:, -1] = True
-        train = train[:, : len(columns)]
+        train = torch.from_numpy(np.ascontiguousarray(train[:, : len(columns)]))
         labels = torch.from_numpy(np.stack(columns, 1))
         self._check_params()
-        with solver_threads(Xs.numel() * labels.shape[1] * (1 if len(classes) == 2 else len(classes)), Xs.device):
+        with solver_threads(logistic_macs(Xs.numel(), labels.shape[1], len(classes)), Xs.device):
             coef, intercept, n_iter = fit_logistic(Xs, labels, train, len(classes), C=float(self.C),
                                                    tol=float(self.tol), max_iter=int(self.max_iter),
                                                    return_n_iter=True)

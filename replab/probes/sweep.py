@@ -29,6 +29,7 @@ from replab.probes.folds import make_folds
 from replab.probes.inputs import Data, as_data, column, select_hooks
 from replab.probes.logistic import LogisticProbe
 from replab.probes.mdl import online_codelength
+from replab.probes.threads import logistic_macs, solver_threads
 from replab.protocols import ActivationSource
 
 def top_row(table: pd.DataFrame, probe: str | None = None) -> pd.Series:
@@ -213,9 +214,14 @@ def sweep(
     best: dict[str, Probe] = {}
     every: dict[tuple[str, str], Probe] = {}
     bar = tqdm(total=len(hook_list), desc="probe sweep", unit="hook", disable=not progress)
+    n_logits = len(classes) if task == "classification" else 1
     for chunk in _hook_batches(data, hook_list, layers_per_batch, device):
-        Xs = [as_features(data.arrays[h], what=f"Activations of {h}").to(device) for h in chunk]
-        Xs = Xs[0][None] if len(Xs) == 1 else torch.stack(Xs)
+        width = math.prod(np.shape(data.arrays[chunk[0]])[1:])
+        # the activations' checks and copies on as many threads as the batch's fit (each probe picks its own)
+        with solver_threads(logistic_macs(len(chunk) * data.n * width, len(targets) * len(folds) + 1, n_logits),
+                            device):
+            Xs = [as_features(data.arrays[h], what=f"Activations of {h}").to(device) for h in chunk]
+            Xs = Xs[0][None] if len(Xs) == 1 else torch.stack(Xs)
         results = {p.name: p.cross_validate_stack(Xs, targets, folds, refit=labels) for p in probe_objs}
         for i, (hook, X) in enumerate(zip(chunk, Xs)):
             layer = hook_layer(hook)
