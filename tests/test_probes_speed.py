@@ -14,7 +14,7 @@ from sklearn.preprocessing import StandardScaler
 import replab
 from replab.probes import control_labels, shuffled_labels, sweep
 from replab.probes import threads as threads_mod
-from replab.probes.logistic import fit_logistic, gram
+from replab.probes.logistic import fit_logistic, gram, weighted_squares
 from replab.probes.threads import MACS_PER_THREAD, solver_threads
 
 
@@ -49,6 +49,14 @@ def test_capped_solve_equals_the_uncapped_one(monkeypatch):
         torch.set_num_threads(before)
     for a, b in zip(capped, free):
         np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-4, atol=1e-5)
+
+
+def test_weighted_squares_in_row_blocks_equal_the_whole_product():
+    rng = np.random.default_rng(0)
+    X = torch.from_numpy(rng.normal(size=(2, 30, 5)))
+    M = torch.from_numpy(rng.random((30, 3)))
+    for block in (7, 30, 64):  # a ragged last block, one block, a block larger than the rows
+        torch.testing.assert_close(weighted_squares(M, X, block=block), M.T @ X.square(), rtol=1e-12, atol=1e-12)
 
 
 def test_gram_through_numpy_equals_torch_and_keeps_the_thread_setting():
