@@ -60,7 +60,7 @@ def weighted_squares(M: torch.Tensor, X: torch.Tensor, block: int = 2048) -> tor
     """``M^T @ X.square()`` for weights ``M [n, P]`` and values ``X [L, n, d]``: ``[L, P, d]``.
 
     Squares ``block`` rows at a time into one reused buffer: materialising ``X.square()`` whole
-    (fresh pages for a copy of the activations) cost 51 ms per 20,000 x 768 hook, this 13 ms.
+    (fresh pages for a copy of the activations) cost 49 ms per 20,000 x 768 hook, this 11 ms.
     """
     L, n, d = X.shape
     out = X.new_zeros(L, M.shape[1], d)
@@ -395,8 +395,9 @@ class LogisticProbe(Probe, ClassifierMixin, BaseEstimator):
         return out
 
     def _state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        n_iter = getattr(self, "n_iter_", None)  # (absent on probes loaded from files that predate it)
         return ({"coef": self.coef_, "intercept": self.intercept_},
-                {"classes": self.classes_.tolist(), "n_iter": self.n_iter_.tolist() if hasattr(self, "n_iter_") else None})
+                {"classes": self.classes_.tolist(), "n_iter": None if n_iter is None else n_iter.tolist()})
 
     def _restore(self, tensors, fitted) -> None:
         self.coef_ = tensors["coef"]
