@@ -209,3 +209,68 @@ def test_load_rejects_what_it_cannot_read(tmp_path):
     (corrupt / "sae_weights.safetensors").write_bytes(b"not a safetensors file")
     with pytest.raises(RunDirError, match="corrupt"):
         load(corrupt)
+
+
+# ---- SAELens < 6 directories (e.g. the gpt2-small-res-jb release) ------------------------------
+
+def _pre6_dir(path, tensors: dict, **extra):
+    """cfg.json as SAELens 2-5 wrote it: no ``architecture``/``metadata``, ``hook_point`` keys."""
+    cfg = {"model_name": "gpt2-small", "hook_point": "blocks.8.hook_resid_pre", "hook_point_layer": 8,
+           "hook_point_head_index": None, "dataset_path": "Skylion007/openwebtext", "context_size": 128,
+           "d_in": D_IN, "d_sae": D_SAE, "device": "mps", "dtype": "torch.float32", "l1_coefficient": 8e-05,
+           "lr": 0.0004, "b_dec_init_method": "geometric_median", "expansion_factor": 3, **extra}
+    path.mkdir(parents=True, exist_ok=True)
+    (path / "cfg.json").write_text(json.dumps(cfg))
+    save_file({k: v.contiguous() for k, v in tensors.items()}, str(path / "sae_weights.safetensors"))
+    return path
+
+
+def test_loads_saelens_pre6_standard_sae(tmp_path):
+    w = _weights(4)
+    sae = load(_pre6_dir(tmp_path, {**w, "scaling_factor": torch.ones(D_SAE)}))
+    x = torch.randn(20, D_IN)
+    acts = torch.relu((x - w["b_dec"]) @ w["W_enc"] + w["b_enc"])
+    with torch.no_grad():
+        torch.testing.assert_close(sae.encode(x), acts)
+        torch.testing.assert_close(sae(x), acts @ w["W_dec"] + w["b_dec"])
+    assert sae.architecture == "standard" and sae.cfg.dtype == "float32"
+    assert sae.cfg.normalize_activations == "none"
+    assert {k: sae.cfg.metadata[k] for k in ("model_name", "hook_name", "hook_layer")} == {
+        "model_name": "gpt2-small", "hook_name": "blocks.8.hook_resid_pre", "hook_layer": 8}
+
+
+def test_pre6_scaling_factor_is_folded_into_the_decoder(tmp_path):
+    w = _weights(5)
+    scale = 0.5 + torch.rand(D_SAE)
+    sae = load(_pre6_dir(tmp_path, {**w, "scaling_factor": scale}, architecture="standard",
+                         normalize_activations=False, finetuning_scaling_factor=True))
+    x = torch.randn(20, D_IN)
+    acts = torch.relu((x - w["b_dec"]) @ w["W_enc"] + w["b_enc"])
+    with torch.no_grad():  # SAELens < 6 decode: (acts * scaling_factor) @ W_dec + b_dec
+        torch.testing.assert_close(sae.encode(x), acts)
+        torch.testing.assert_close(sae(x), (acts * scale) @ w["W_dec"] + w["b_dec"], atol=1e-5, rtol=1e-5)
+
+
+def test_pre6_topk_activation_is_read_as_a_topk_sae(tmp_path):
+    w = _weights(6)
+    sae = load(_pre6_dir(tmp_path, w, activation_fn_str="topk", activation_fn_kwargs={"k": 4},
+                         normalize_activations="none"))
+    x = torch.randn(20, D_IN)
+    pre = (x - w["b_dec"]) @ w["W_enc"] + w["b_enc"]
+    top = pre.topk(4, dim=-1)
+    acts = torch.zeros_like(pre).scatter(-1, top.indices, top.values.relu())
+    assert sae.architecture == "topk" and sae.cfg.k == 4
+    with torch.no_grad():
+        torch.testing.assert_close(sae.encode(x), acts)
+
+
+def test_pre6_files_replab_cannot_read_are_refused(tmp_path):
+    with pytest.raises(DataError, match="activation_fn 'tanh-relu' is not supported"):
+        load(_pre6_dir(tmp_path / "tanh", _weights(), activation_fn_str="tanh-relu"))
+    with pytest.raises(DataError, match="hook_z"):
+        load(_pre6_dir(tmp_path / "z", _weights(), hook_point="blocks.4.attn.hook_z"))
+    (tmp_path / "nocfg").mkdir()
+    (tmp_path / "nocfg" / "cfg.json").write_text(json.dumps({"lr": 1.0}))
+    save_file(_weights(), str(tmp_path / "nocfg" / "sae_weights.safetensors"))
+    with pytest.raises(DataError, match="no 'd_in' and 'd_sae' fields"):
+        load(tmp_path / "nocfg")

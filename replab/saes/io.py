@@ -40,6 +40,61 @@ def save(sae: SAE, path: str | os.PathLike) -> Path:
     return path
 
 
+PRE6_RENAMES = {"hook_point": "hook_name", "hook_point_layer": "hook_layer",
+                "hook_point_head_index": "hook_head_index", "activation_fn_str": "activation_fn"}
+"""SAELens < 6 ``cfg.json`` keys and their 6.x names."""
+
+PRE6_METADATA = ("model_name", "hook_name", "hook_layer", "hook_head_index", "prepend_bos", "context_size",
+                 "dataset_path", "sae_lens_training_version")
+"""Top-level keys of a SAELens < 6 ``cfg.json`` that 6.x keeps under ``metadata``."""
+
+
+def upgrade_pre6(cfg: dict[str, Any], source: str = "cfg.json") -> dict[str, Any]:
+    """A SAELens < 6 ``cfg.json`` (e.g. the ``gpt2-small-res-jb`` release) in the 6.x layout.
+
+    As SAELens's own loader (``handle_pre_6_0_config``): ``hook_point*`` and ``activation_fn_str``
+    are renamed, a missing ``architecture`` is ``"standard"``, a boolean ``normalize_activations``
+    becomes ``"none"`` / ``"expected_average_only_in"``, ``apply_b_dec_to_input`` defaults to true,
+    a ``hook_z`` hook means ``reshape_activations: "hook_z"`` (which ``load`` refuses), and the model/hook facts move under ``metadata`` (SAELens 5's ``meta`` is merged too). A
+    ``"standard"`` file whose activation function is ``topk`` (SAELens < 5 wrote TopK SAEs that way)
+    is read as ``topk`` with ``activation_fn_kwargs["k"]``.
+
+    Raises:
+        DataError: the activation function is neither ReLU nor TopK.
+    """
+    new = {PRE6_RENAMES.get(k, k): v for k, v in cfg.items()}
+    new.setdefault("architecture", "standard")
+    new.setdefault("apply_b_dec_to_input", True)
+    new.setdefault("reshape_activations", "hook_z" if "hook_z" in str(new.get("hook_name", "")) else "none")
+    norm = new.get("normalize_activations")
+    if isinstance(norm, bool) or norm is None:
+        new["normalize_activations"] = "expected_average_only_in" if norm else "none"
+    fn = new.get("activation_fn", "relu")
+    if fn == "topk" and new["architecture"] == "standard":
+        new["architecture"] = "topk"
+    if new["architecture"] == "topk" and "k" not in new and "k" in (new.get("activation_fn_kwargs") or {}):
+        new["k"] = new["activation_fn_kwargs"]["k"]
+    if fn not in ("relu", "topk"):
+        raise DataError(f"{source}: activation_fn {fn!r} is not supported; replab's standard SAE is ReLU "
+                        "(topk files are read as TopK SAEs).")
+    meta = {k: new[k] for k in PRE6_METADATA if k in new}
+    new["metadata"] = {**meta, **(new.get("meta") or {}), **(new.get("metadata") or {})}
+    return new
+
+
+def fold_scaling_factor(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Fold a SAELens < 6 ``scaling_factor [d_sae]`` (its "finetuning scaling factor", which
+    multiplies the latents before decoding) into ``W_dec``'s rows: the same reconstruction and
+    the same latents. All-ones factors (most files) are simply dropped, as SAELens does."""
+    if "scaling_factor" not in tensors:
+        return tensors
+    tensors = dict(tensors)
+    scale = tensors.pop("scaling_factor")
+    if not bool((scale == 1).all()) and "W_dec" in tensors:
+        tensors["W_dec"] = tensors["W_dec"] * scale.to(tensors["W_dec"].dtype)[:, None]
+    return tensors
+
+
 def load(path: str | os.PathLike, *, device: str | torch.device | None = None) -> SAE:
     """Load an SAE directory written by replab or SAELens.
 
@@ -60,18 +115,17 @@ def load(path: str | os.PathLike, *, device: str | torch.device | None = None) -
     cfg = read_json(cfg_path, "SAE file", fix=fix)
     if not weights_path.is_file():
         raise RunDirError(f"SAE file {weights_path} is missing; {fix}.")
-    if not isinstance(cfg, dict) or "architecture" not in cfg:
-        raise DataError(f"{cfg_path} has no 'architecture' field, so it is not an SAELens/replab SAE config.")
+    if not isinstance(cfg, dict) or not {"d_in", "d_sae"} <= set(cfg):
+        raise DataError(f"{cfg_path} has no 'd_in' and 'd_sae' fields, so it is not an SAELens/replab SAE config.")
+    if "architecture" not in cfg or "metadata" not in cfg:
+        cfg = upgrade_pre6(cfg, str(cfg_path))
     if cfg.get("reshape_activations", "none") != "none":
         raise DataError(
             f"{cfg_path}: reshape_activations={cfg['reshape_activations']!r} (hook_z SAEs) is not supported; "
             "replab SAEs read flat [..., d_in] activations."
         )
     cls = registry.get(cfg["architecture"])
-    if "metadata" not in cfg:  # SAELens <= 5 kept these under "meta" or at the top level
-        legacy = cfg.get("meta") or {k: cfg[k] for k in ("model_name", "hook_name", "hook_layer") if k in cfg}
-        cfg = {**cfg, "metadata": dict(legacy)}
-    tensors = read_tensors(weights_path, "SAE file", fix=fix)
+    tensors = fold_scaling_factor(read_tensors(weights_path, "SAE file", fix=fix))
     try:
         sae = cls.from_saelens(cfg, tensors, str(weights_path))
     except TypeError as exc:
