@@ -33,6 +33,7 @@ def files(tmp_path_factory, tiny_checkpoint) -> dict[str, Path]:
     rows = [{"text": f"The movie was {w}.", "label": i % 2} for i, w in enumerate(["great", "bad"] * 6)]
     (d / "good.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
     (d / "empty.jsonl").write_text("")
+    (d / "latin1.csv").write_bytes("text,label\nThe café was great.,1\n".encode("latin-1"))
     (d / "notext.jsonl").write_text("\n".join(json.dumps({"prompt": r["text"]}) for r in rows))
     (d / "one_class.jsonl").write_text("\n".join(json.dumps({"text": r["text"], "label": 1}) for r in rows))
     nan_rows = [dict(r, target=(None if i == 3 else float(i))) for i, r in enumerate(rows)]
@@ -90,6 +91,11 @@ CASES = [
                 "--hooks", "blocks.0.hook_resid_post", "--out", f["dir"] / "o2"],
      lambda f: __import__("replab").datasets.load(f["dir"] / "empty.jsonl"),
      ["empty.jsonl"]),
+    ("file not in UTF-8",
+     lambda f: ["capture", "--model", f["ckpt"], "--prompts", f["dir"] / "latin1.csv",
+                "--hooks", "blocks.0.hook_resid_post", "--out", f["dir"] / "o-latin1"],
+     lambda f: __import__("replab").datasets.load(f["dir"] / "latin1.csv"),
+     ["latin1.csv", "line 2", "UTF-8"]),
     ("missing text column",
      lambda f: ["capture", "--model", f["ckpt"], "--prompts", f["dir"] / "notext.jsonl",
                 "--hooks", "blocks.0.hook_resid_post", "--out", f["dir"] / "o3"],

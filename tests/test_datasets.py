@@ -81,19 +81,46 @@ def test_jsonl_and_csv_files(tmp_path):
     assert load(csv).targets == (48.8, 35.7)
 
 
+@pytest.mark.parametrize("name, data", [
+    ("excel.csv", b"\xef\xbb\xbftext,label\r\nI liked it,pos\r\nI hated it,neg\r\n"),  # Excel's "CSV UTF-8"
+    ("p.tsv", b"text\tlabel\nI liked it\tpos\nI hated it\tneg\n"),
+    ("array.json", json.dumps([{"text": "I liked it", "label": "pos"}, {"text": "I hated it", "label": "neg"}]).encode()),
+    ("lines.json", b'{"text": "I liked it", "label": "pos"}\n{"text": "I hated it", "label": "neg"}\n'),  # to_json
+    ("sep.jsonl", '{"text": "I liked it\u2028", "label": "pos"}\n{"text": "I hated it", "label": "neg"}'.encode()),
+])
+def test_other_prompt_file_layouts(tmp_path, name, data):
+    f = tmp_path / name
+    f.write_bytes(data)
+    ps = load(f)
+    assert ps.texts[1] == "I hated it" and ps.texts[0].startswith("I liked it") and ps.labels == ("pos", "neg")
+
+
 @pytest.mark.parametrize("content, problem", [
     ("", "empty"),
     ('{"label": 1}\n', "no 'text' column"),
     ('{"text": "a b", "subject": "c"}\n', "row 1: subject 'c' does not occur"),
     ('{"text": "a", "target": 1}\n{"text": "b", "target": "x"}\n', "row 2: target 'x' is not a number"),
     ('{"text": "a"}\nnot json\n', "line 2: not valid JSON"),
+    ('{"text": "ok"}\n{"text": "caf\xe9"}\n'.encode("latin-1"), "line 2: byte 0xe9 is not UTF-8 text"),
 ])
 def test_bad_files_name_the_file_row_and_problem(tmp_path, content, problem):
     f = tmp_path / "bad.jsonl"
-    f.write_text(content)
+    f.write_bytes(content if isinstance(content, bytes) else content.encode())
     with pytest.raises(DataError) as err:
         load(f)
     assert problem in str(err.value) and "bad.jsonl" in str(err.value)
+
+
+@pytest.mark.parametrize("name, content, problem", [
+    ("nums.json", "[1, 2]", "expected an array of JSON objects"),
+    ("broken.json", '[{"text": "a"},\n {"text": ]', "line 2: not valid JSON"),
+    ("p.xlsx", "PK", "unsupported extension '.xlsx'"),
+])
+def test_bad_json_and_unknown_extensions(tmp_path, name, content, problem):
+    f = tmp_path / name
+    f.write_text(content)
+    with pytest.raises(DataError, match=problem):
+        load(f)
 
 
 def test_txt_is_a_corpus(tmp_path):

@@ -13,7 +13,7 @@ def register(subparsers) -> None:
     """Add the ``capture`` and ``verify`` subcommands (each sets ``func(args) -> exit code``)."""
     p = subparsers.add_parser("capture", help="Capture activations into a sharded, resumable store.")
     src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--prompts", help="prompt set: world:<name>, a .jsonl or .csv file")
+    src.add_argument("--prompts", help="prompt set: world:<name>, or a .jsonl, .json, .csv or .tsv file with a text column")
     src.add_argument("--text", help="corpus packed into contexts: a .txt file, a .jsonl with 'text', or world:corpus")
     p.add_argument("--model", required=True, help="'world', a checkpoint directory or a TransformerLens name")
     p.add_argument("--hooks", nargs="+", required=True, help="hook names or globs, e.g. 'blocks.*.hook_resid_post'")
