@@ -76,7 +76,7 @@ def read_json(path: str | os.PathLike, what: str = "file", *, fix: str = _REMAKE
     if not path.is_file():
         raise error(f"{what} {path} is missing; {fix}.")
     try:
-        return json.loads(path.read_text())
+        return json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise error(f"{what} {path} is corrupt ({exc}); {fix}.") from None
 

@@ -29,7 +29,7 @@ def update_marked_section(path: str | Path, key: str, text: str) -> None:
     begin, end = f"<!-- {key}:begin -->", f"<!-- {key}:end -->"
     block = f"{begin}\n{text.rstrip()}\n{end}\n"
     path = Path(path)
-    old = path.read_text() if path.is_file() else ""
+    old = path.read_text(encoding="utf-8") if path.is_file() else ""
     if begin in old and end in old:
         new = re.sub(re.escape(begin) + ".*?" + re.escape(end) + "\n?", lambda _: block, old, flags=re.S)
     else:

@@ -66,3 +66,21 @@ def test_a_failed_write_leaves_the_old_file(tmp_path, monkeypatch):
     with pytest.raises(OSError, match="disk full"):
         fileio.write_json(p, {"v": 2})
     assert json.loads(p.read_text()) == {"v": 1}
+
+
+def test_json_and_prompt_files_are_utf8_whatever_the_locale(tmp_path):
+    """A peer's JSON (an LRE relation with "São Paulo") and a prompt file read the same under an ASCII locale."""
+    import subprocess
+    import sys
+
+    (tmp_path / "rel.json").write_bytes(json.dumps({"city": "São Paulo"}, ensure_ascii=False).encode())
+    (tmp_path / "p.jsonl").write_bytes('{"text": "Café au lait", "label": 1}\n'.encode())
+    code = ("import sys, replab.fileio as f, replab.datasets as d; "
+            "assert sys.getfilesystemencoding() and __import__('locale').getpreferredencoding() != 'UTF-8'; "
+            f"print(f.read_json({str(tmp_path / 'rel.json')!r})['city'], d.load({str(tmp_path / 'p.jsonl')!r}).texts[0])")
+    env = {**os.environ, "LC_ALL": "C", "LANG": "C", "PYTHONCOERCECLOCALE": "0", "PYTHONUTF8": "0",
+           "PYTHONIOENCODING": "utf-8"}
+    out = subprocess.run([sys.executable, "-X", "utf8=0", "-c", code], env=env, capture_output=True, text=True,
+                         encoding="utf-8")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "São Paulo Café au lait"

@@ -107,7 +107,7 @@ def checkpoint_hook_names(checkpoint: str | Path) -> tuple[list[str], set[str]] 
     """``(hook_names, alias names)`` of the checkpoint directory, or ``None`` when it cannot be derived."""
     config = Path(checkpoint) / "config.json"
     try:
-        cfg = json.loads(config.read_text())
+        cfg = json.loads(config.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
     if cfg.get("model_type") != "gpt2" or not isinstance(cfg.get("n_layer"), int):

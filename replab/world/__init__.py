@@ -45,4 +45,4 @@ def load_card() -> dict:
 
     from replab.world.evaluate import CARD_DIR
 
-    return json.loads((CARD_DIR / "world_card.json").read_text())
+    return json.loads((CARD_DIR / "world_card.json").read_text(encoding="utf-8"))

@@ -33,7 +33,7 @@ def _train(args: argparse.Namespace) -> None:
     run = Run.create(args.out, "world-train", vars(cfg))
     with run.timer("train"):
         ckpt = train_world(Path(args.out) / "checkpoint", cfg)
-    info = json.loads((ckpt / "training.json").read_text())
+    info = json.loads((ckpt / "training.json").read_text(encoding="utf-8"))
     run.finish({"final_loss": info["loss_every_50_steps"][-1], "n_params": info["n_params"]})
     print(f"checkpoint: {ckpt}\nevaluate it with: replab world eval --model {ckpt}")
 

@@ -119,6 +119,6 @@ def card_markdown(card: dict) -> str:
 def write_card(card: dict, directory: Path = CARD_DIR) -> Path:
     """Write ``world_card.json`` and ``WORLD_CARD.md``."""
     directory.mkdir(parents=True, exist_ok=True)
-    (directory / "world_card.json").write_text(json.dumps(card, indent=1) + "\n")
-    (directory / "WORLD_CARD.md").write_text(card_markdown(card))
+    (directory / "world_card.json").write_text(json.dumps(card, indent=1) + "\n", encoding="utf-8")
+    (directory / "WORLD_CARD.md").write_text(card_markdown(card), encoding="utf-8")
     return directory

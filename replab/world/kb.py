@@ -46,7 +46,7 @@ class Person:
 
 
 def _load(name: str):
-    return json.loads((DATA / name).read_text())
+    return json.loads((DATA / name).read_text(encoding="utf-8"))
 
 
 @lru_cache(maxsize=None)

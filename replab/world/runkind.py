@@ -26,7 +26,7 @@ def run_world_eval(model, out) -> Run:
     with run.timer("evaluate"):
         result = evaluate_world(model)
     ckpt = checkpoint_dir(name)
-    training = json.loads((ckpt / "training.json").read_text()) if (ckpt / "training.json").is_file() else {}
+    training = json.loads((ckpt / "training.json").read_text(encoding="utf-8")) if (ckpt / "training.json").is_file() else {}
     cfg = training.get("config", {})
     card = {
         "model": {"n_layer": model.cfg.n_layers, "d_model": model.cfg.d_model, "n_head": model.cfg.n_heads,
@@ -36,7 +36,7 @@ def run_world_eval(model, out) -> Run:
         **result,
     }
     run.write_json("world_card.json", card)
-    (run.path / "WORLD_CARD.md").write_text(card_markdown(card))
+    (run.path / "WORLD_CARD.md").write_text(card_markdown(card), encoding="utf-8")
     metrics = {f"{k}/{s}": v[f"{s}_accuracy"] for k, v in result["relations"].items() for s in ("train", "heldout")}
     metrics.update({f"sentiment/{s}": result["sentiment"][f"{s}_accuracy"] for s in ("train", "heldout")})
     return run.finish(metrics)

@@ -133,5 +133,5 @@ def train_world(out: str | os.PathLike, cfg: WorldTrainConfig = WorldTrainConfig
         "n_params": sum(p.numel() for p in model.parameters()),
         "loss_every_50_steps": [round(sum(losses[i:i + 50]) / len(losses[i:i + 50]), 4) for i in range(0, len(losses), 50)],
         "seconds": round(time.perf_counter() - t0, 1), "torch": torch.__version__, "threads": torch.get_num_threads(),
-    }, indent=1))
+    }, indent=1), encoding="utf-8")
     return out
