@@ -19,6 +19,7 @@ COMMANDS = {
     "verify": ("replab.activations.cli", "recompute an activation store's checksums"),
     "probe": ("replab.probes.cli", "sweep linear probes over a store's hooks (with control tasks)"),
     "train-sae": ("replab.saes.cli", "train a sparse autoencoder on a store hook, evaluate it, analyse features"),
+    "eval-sae": ("replab.saes.cli", "evaluate an existing (replab or SAELens) SAE on a store hook, analyse features"),
     "relations": ("replab.relations.cli", "linear relational embeddings (LRE) and concepts (LRC)"),
     "lens": ("replab.lenses.cli", "train and evaluate lenses (logit, tuned, shortcut, attention)"),
     "demo": ("replab.demo", "create the demo runs on the world model (once) and open the explorer app"),

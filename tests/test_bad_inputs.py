@@ -260,6 +260,9 @@ def test_sae_and_probe_directories_of_another_width(files, capsys, tmp_path):
     saes.create("topk", d_in=d + 3, d_sae=8, k=2).save(tmp_path / "sae")
     with pytest.raises(ReplabError, match=rf"width {d} but the SAE expects d_in={d + 3}"):
         saes.evaluate(saes.load(tmp_path / "sae"), store, hook=hook)
+    err = _cli(["eval-sae", "--sae", tmp_path / "sae", "--store", files["store"], "--out", tmp_path / "ev"], capsys)
+    assert f"SAE in {tmp_path / 'sae'} reads d_in={d + 3} but store hook '{hook}' has width {d}" in err, err
+    assert not (tmp_path / "ev").exists()
     rng = np.random.default_rng(0)
     LogisticProbe().fit(rng.standard_normal((20, d + 3)), np.arange(20) % 2, hook="elsewhere").save(tmp_path / "p")
     with pytest.raises(ReplabError, match=rf"X has {d} features, but LogisticProbe is expecting {d + 3}.*'elsewhere'"):

@@ -221,3 +221,30 @@ def test_ce_on_a_corpus_store_scores_the_stores_own_contexts(tiny_model, tmp_pat
     metrics = evaluate(create("topk", 32, 64, k=4, seed=0), corpus_store, model=tiny_model, hook=HOOK)
     assert metrics["ce_clean"] == pytest.approx(total / count, rel=1e-5)
     assert metrics["n_ce_tokens"] == count
+
+
+def test_eval_sae_cli_scores_a_saved_sae_as_train_sae_would(store, trained, tmp_path, capsys):
+    """``replab eval-sae`` on a saved SAE: the hook comes from its metadata, the run holds the same weights,
+    the metrics ``evaluate`` gives and the feature analysis; a width mismatch is exit 2 before any model loads."""
+    from replab.cli import main
+
+    trained.save(tmp_path / "saved")
+    out = tmp_path / "eval"
+    assert main(["eval-sae", "--sae", str(tmp_path / "saved"), "--store", str(store.path), "--out", str(out),
+                 "--top-n", "4"]) == 0
+    run = Run.open(out)
+    assert run.kind == "sae" and run.info["config"]["hook"] is None
+    expected = evaluate(trained, store, hook=HOOK)
+    for key in ("fvu", "l0", "dead_fraction"):
+        assert run.info["metrics"][key] == pytest.approx(expected[key], rel=1e-5)
+    assert "ce_recovered" in run.info["metrics"]  # the store's model (the tiny model, by checkpoint) was loaded
+    assert len(run.read_json("features/summary.json")["analysed"]) == 4
+    again = load(out)
+    torch.testing.assert_close(again.W_dec, trained.W_dec)
+    assert "evaluated into" in capsys.readouterr().out
+
+    create("topk", 16, 8, k=2).save(tmp_path / "narrow")
+    assert main(["eval-sae", "--sae", str(tmp_path / "narrow"), "--store", str(store.path), "--hook", HOOK,
+                 "--out", str(tmp_path / "never")]) == 2
+    assert f"reads d_in=16 but store hook '{HOOK}' has width 32" in capsys.readouterr().err
+    assert not (tmp_path / "never").exists()

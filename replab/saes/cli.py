@@ -1,4 +1,5 @@
-"""``replab train-sae``: train an SAE on a store hook, evaluate it and analyse its features in one run directory."""
+"""``replab train-sae`` / ``replab eval-sae``: train an SAE on a store hook (or take an existing replab or SAELens
+one), evaluate it and analyse its features in one run directory."""
 
 from __future__ import annotations
 
@@ -10,10 +11,8 @@ from typing import Any
 _COMMON = ("d_in", "d_sae", "dtype", "device", "apply_b_dec_to_input", "normalize_activations")
 
 
-
-
 def register(subparsers) -> None:
-    """Add the ``train-sae`` subcommand to a ``argparse`` subparsers object."""
+    """Add the ``train-sae`` and ``eval-sae`` subcommands to a ``argparse`` subparsers object."""
     from replab.configs import add_variant_flags
     from replab.saes.config import ARCH_CONFIGS
 
@@ -43,12 +42,31 @@ def register(subparsers) -> None:
     p.add_argument("--no-normalize", action="store_true", help="do not rescale inputs to mean norm sqrt(d_in)")
     p.add_argument("--checkpoint-every", type=int, help="steps between checkpoints")
     p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --out")
+    _add_eval_flags(p)
+    p.set_defaults(func=run)
+
+    e = subparsers.add_parser(
+        "eval-sae",
+        help="Evaluate an existing SAE (replab or SAELens directory) on a store hook and analyse its features.",
+        description="Evaluate an SAE directory (cfg.json + sae_weights.safetensors, from replab or SAELens 2-6) on "
+        "one hook of an ActivationStore. Writes a run directory (kind 'sae', as train-sae writes without the "
+        "training log) that the app browses beside trained SAEs.",
+    )
+    e.add_argument("--sae", required=True, help="SAE directory (cfg.json + sae_weights.safetensors)")
+    e.add_argument("--store", required=True, help="activation store directory (from `replab capture`)")
+    e.add_argument("--hook", help="store hook (default: the SAE's hook_name, or the store's only hook)")
+    e.add_argument("--out", help="run directory (default: <store parent>/sae-eval-<SAE directory name>)")
+    _add_eval_flags(e)
+    e.set_defaults(func=run_eval)
+
+
+def _add_eval_flags(p: argparse.ArgumentParser) -> None:
+    """The flags ``train-sae`` and ``eval-sae`` share: model, device and the evaluation's size."""
     p.add_argument("--model", help="model for CE metrics, tokens and logit effects (default: the store's model)")
     p.add_argument("--no-model", action="store_true", help="skip CE metrics and logit effects")
-    p.add_argument("--device", help="training device (default cpu)")
+    p.add_argument("--device", help="device (default cpu)")
     p.add_argument("--eval-prompts", type=int, default=256, help="prompts (from the store's text metadata) for CE")
     p.add_argument("--top-n", type=int, default=256, help="latents to analyse in detail")
-    p.set_defaults(func=run)
 
 
 def _arch_config(args: argparse.Namespace) -> dict[str, Any]:
@@ -109,11 +127,35 @@ def run(args: argparse.Namespace) -> int:
         runs = {args.hook: (out, train_store_sae(store, out=out, hook=args.hook, **settings))}
         if not distributed.is_main():  # DDP: rank 0 reports the one run
             return 0
-    shown = ("fvu", "l0", "dead_fraction", "ce_recovered", "kl_with_sae")
     for path, run_dir in runs.values():
-        metrics = run_dir.info["metrics"]
-        print(f"SAE ({args.arch}, d_sae={args.d_sae}) written to {path}")
-        print("  " + "  ".join(f"{k}={metrics[k]:.4g}" for k in shown if k in metrics))
+        _report(f"SAE ({args.arch}, d_sae={args.d_sae}) written to {path}", run_dir, model)
+    return 0
+
+
+def run_eval(args: argparse.Namespace) -> int:
+    """Execute ``eval-sae``; returns the exit code."""
+    from replab.activations import ActivationStore
+    from replab.saes import load
+
+    from replab.saes.runkind import evaluate_store_sae, sae_rows
+
+    store = ActivationStore.open(args.store)
+    sae = load(args.sae)
+    sae_rows(store, sae, args.hook, where=args.sae)  # a wrong directory, hook or width fails before the model loads
+    model = _load_model(args, store)
+    out = Path(args.out) if args.out else Path(store.path).parent / f"sae-eval-{Path(args.sae).resolve().name}"
+    config = {"command": "eval-sae", **{k: v for k, v in vars(args).items() if k != "func"}}
+    run_dir = evaluate_store_sae(store, sae, out=out, hook=args.hook, model=model, run_config=config,
+                                 device=args.device, eval_prompts=args.eval_prompts, top_n=args.top_n)
+    _report(f"SAE ({sae.architecture}, d_sae={sae.d_sae}) from {args.sae} evaluated into {out}", run_dir, model)
+    return 0
+
+
+def _report(title: str, run_dir, model) -> None:
+    """Print a finished SAE run's headline metrics."""
+    metrics = run_dir.info["metrics"]
+    print(title)
+    print("  " + "  ".join(f"{k}={metrics[k]:.4g}" for k in ("fvu", "l0", "dead_fraction", "ce_recovered", "kl_with_sae")
+                           if k in metrics))
     if model is not None and "ce_clean" not in metrics:
         print("  (no CE metrics: the store has neither 'text' metadata nor every position of its contexts)")
-    return 0

@@ -40,6 +40,14 @@ def save(sae: SAE, path: str | os.PathLike) -> Path:
     return path
 
 
+def save_to_run(run, sae: SAE) -> None:
+    """Write ``sae``'s ``cfg.json`` + ``sae_weights.safetensors`` into run directory ``run`` (registered
+    artifacts, so ``load(run.path)`` and SAELens read it)."""
+    cfg, tensors = export(sae)
+    run.write_tensors(WEIGHTS_FILE, tensors)
+    run.write_json(CFG_FILE, cfg)
+
+
 PRE6_RENAMES = {"hook_point": "hook_name", "hook_point_layer": "hook_layer",
                 "hook_point_head_index": "hook_head_index", "activation_fn_str": "activation_fn"}
 """SAELens < 6 ``cfg.json`` keys and their 6.x names."""

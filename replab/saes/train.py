@@ -402,9 +402,7 @@ def _write_outputs(run: Run, sae: SAE, history: list[dict[str, float]], metrics:
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
-    cfg, tensors = io.export(sae)
-    run.write_tensors(io.WEIGHTS_FILE, tensors)
-    run.write_json(io.CFG_FILE, cfg)
+    io.save_to_run(run, sae)
     if history:
         df = pd.DataFrame(history)
         run.write_table("training_log", df)
