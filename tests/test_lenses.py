@@ -167,3 +167,21 @@ def test_training_the_attention_lens_lowers_held_out_kl_at_the_last_position(wor
     after = lenses.evaluate(trained, world_model, held, positions="last", context=64)
     assert list(after["hook"]) == [f"blocks.{b}.attn.hook_z" for b in range(world_model.cfg.n_layers)]
     assert (after["kl"] < before["kl"]).all(), (before, after)
+
+
+def test_every_lens_kind_loads_in_a_fresh_process(tiny_checkpoint, tiny_model, tmp_path):
+    """``lenses.load`` finds every kind without its module having been imported first (a lens saved by
+    `replab lens train` is read by `replab lens eval` in another process)."""
+    import subprocess
+    import sys
+
+    saved = {"TunedLens": lenses.TunedLens(tiny_model), "LinearShortcut": lenses.LinearShortcut(tiny_model),
+             "AttentionLens": lenses.AttentionLens(tiny_model)}
+    for name, lens in saved.items():
+        lens.save(tmp_path / name)
+    code = ("import sys, replab; from replab import lenses; m = replab.load_model(sys.argv[1]); "
+            "print(*(type(lenses.load(d, m)).__name__ for d in sys.argv[2:]))")
+    out = subprocess.run([sys.executable, "-c", code, tiny_checkpoint, *(str(tmp_path / n) for n in saved)],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == list(saved)

@@ -23,6 +23,14 @@ WEIGHTS_FILE = "lens.safetensors"
 REGISTRY: dict[str, type["Lens"]] = {}
 
 
+def registry() -> dict[str, type["Lens"]]:
+    """Lens kinds by name, with replab's own lenses imported (they register themselves), so a lens
+    saved in one process loads in a fresh one."""
+    from replab.lenses import attention, logit, shortcut, tuned  # noqa: F401
+
+    return REGISTRY
+
+
 def n_layers(model) -> int:
     """Number of blocks of ``model``."""
     return int(model.cfg.n_layers)
@@ -150,7 +158,7 @@ def load(path: str | os.PathLike, model) -> Lens:
     info = read_json(path / CONFIG_FILE, "Lens file", fix=fix)
     for key in ("kind", "config", "n_layers", "d_model"):
         require(info, key, path / CONFIG_FILE, fix=fix)
-    if info["kind"] not in REGISTRY:
+    if info["kind"] not in registry():
         raise DataError(f"{path / CONFIG_FILE} names lens kind {info.get('kind')!r}; known: {sorted(REGISTRY)}.")
     if (info["n_layers"], info["d_model"]) != (n_layers(model), int(model.cfg.d_model)):
         raise DataError(f"The lens in {path} was made for {info['n_layers']} layers x d_model {info['d_model']} "

@@ -27,7 +27,7 @@ from replab.checkpoints import latest_state, load_checkpoint, save_checkpoint
 from replab.errors import DataError, RunDirError
 from replab.kernels import kl_from_hidden
 from replab.lenses.attention import AttentionLens, AttentionLensConfig
-from replab.lenses.base import REGISTRY, Lens, final_hook, unembedding
+from replab.lenses.base import Lens, final_hook, registry, unembedding
 from replab.lenses.data import is_store, row_stream
 from replab.lenses.logit import LogitLens
 from replab.lenses.loss import kl_backward
@@ -42,9 +42,9 @@ def _make(kind: str, model, form: str | None) -> Lens:
         return TunedLens(model, TunedLensConfig())
     if kind == "attention":
         return AttentionLens(model, AttentionLensConfig(form=form or "full"))
-    if kind in REGISTRY:
-        return REGISTRY[kind](model)
-    raise DataError(f"Unknown lens kind {kind!r}; choose one of {sorted(REGISTRY)}.")
+    if kind in registry():
+        return registry()[kind](model)
+    raise DataError(f"Unknown lens kind {kind!r}; choose one of {sorted(registry())}.")
 
 
 def _target(model, acts: dict[str, torch.Tensor]):
