@@ -199,3 +199,26 @@ def test_a_bridge_and_a_store_satisfy_the_protocols(tiny_model, tmp_path):
     store = replab.capture(tiny_model, ["a b c", "d e"], "blocks.0.hook_resid_post", out=tmp_path / "s")
     assert isinstance(store, ActivationSource) and not isinstance(store, HookedModel)
     assert not isinstance(object(), ActivationSource)
+
+
+def test_corpus_documents_are_separated_by_bos_when_the_model_prepends_none(tiny_model, tmp_path, monkeypatch):
+    """Pythia-style models (``default_prepend_bos=False``): packing still puts BOS between documents."""
+    from replab.models.tokens import encode
+
+    monkeypatch.setattr(tiny_model.cfg, "default_prepend_bos", False)
+    bos = tiny_model.tokenizer.bos_token_id
+    docs = [PROMPTS.texts[i % 5] for i in range(6)]
+    assert all(encode(tiny_model, d)[0] != bos for d in docs)
+    corpus_file = tmp_path / "corpus.txt"
+    corpus_file.write_text("\n".join(docs))
+    store = capture(tiny_model, corpus_file, "blocks.0.hook_resid_post", out=tmp_path / "acts", context=6)
+    stream = [t for d in docs for t in [bos, *encode(tiny_model, d)]]
+    expected, at = [], 0
+    while True:  # every context starts with BOS, reusing a document's own
+        at += stream[at] == bos
+        if len(stream) - at < 5:
+            break
+        expected.append([bos, *stream[at: at + 5]])
+        at += 5
+    got = store.metadata["token_id"].to_numpy().reshape(-1, 6).tolist()
+    assert got == expected and sum(row[1:].count(bos) for row in got) >= 2

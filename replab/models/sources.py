@@ -68,10 +68,11 @@ class PromptSource:
 class CorpusSource:
     """A ``TextCorpus`` packed into contexts of ``context`` tokens for SAE-style training.
 
-    Each document is tokenised with ``model.to_tokens`` (which prepends BOS), the documents
-    are concatenated, and the stream is cut into contexts that each start with BOS (a
-    document's own BOS is reused when a context starts there), as SAELens does. A trailing
-    partial context is dropped. At most ``max_tokens // context`` contexts are made.
+    Each document is tokenised with ``model.to_tokens`` and starts with BOS (prepended here for
+    models that prepend none, e.g. Pythia), the documents are concatenated, so BOS separates them,
+    and the stream is cut into contexts that each start with BOS (a document's own BOS is reused
+    when a context starts there), as SAELens does. A trailing partial context is dropped. At most
+    ``max_tokens // context`` contexts are made.
     """
 
     def __init__(self, corpus: TextCorpus, context: int, max_tokens: int | None):
@@ -97,7 +98,8 @@ class CorpusSource:
         limit = None if self.max_tokens is None else self.max_tokens // self.context
         made, pending, at = 0, [], 0
         for doc in self.corpus.documents:
-            pending = pending[at:] + encode(model, doc)
+            ids = encode(model, doc)
+            pending = pending[at:] + (ids if ids[:1] == [bos] else [bos, *ids])
             at = 0
             while True:
                 skip = 1 if at < len(pending) and pending[at] == bos else 0
