@@ -185,3 +185,19 @@ def test_every_lens_kind_loads_in_a_fresh_process(tiny_checkpoint, tiny_model, t
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == list(saved)
+
+
+def test_loading_a_lens_onto_other_weights_warns(tiny_checkpoint, tiny_model, tmp_path):
+    import warnings
+
+    import replab
+
+    lenses.TunedLens(tiny_model).save(tmp_path / "lens")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        lenses.load(tmp_path / "lens", tiny_model)
+    other = replab.load_model(tiny_checkpoint)
+    with torch.no_grad():
+        next(other.parameters()).add_(0.01)
+    with pytest.warns(UserWarning, match="was trained on .* weights"):
+        lenses.load(tmp_path / "lens", other)

@@ -112,6 +112,24 @@ class ActivationStore:
         return {"rows": entry["rows"], "mean": np.asarray(entry["mean"]), "var": np.asarray(entry["var"]),
                 "mean_norm": entry["mean_norm"]}
 
+    def check_model(self, model, fix: str) -> None:
+        """Refuse a ``model`` whose weights are not the ones this store was captured from (its manifest's
+        ``model_hash``): anything combining the two (CE metrics, lenses decoded through the model's head,
+        causal checks) would silently mix two models.
+
+        Args:
+            fix: what the user should do instead, appended to the message.
+
+        Raises:
+            StoreError: the weights differ.
+        """
+        from replab.identity import model_id, weights_hash
+
+        expected = self.manifest.get("model_hash")
+        if expected and weights_hash(model) != expected:
+            raise StoreError(f"Model {model_id(model)!r} has weights {weights_hash(model)} but store {self.path} was "
+                             f"captured from {self.manifest.get('model')!r} (weights {expected}); {fix}.")
+
     def _check_hook(self, hook: str) -> None:
         if hook not in self.manifest["dims"]:
             raise HookNameError(f"Hook {hook!r} is not in store {self.path}; it holds {', '.join(self.hooks)}. "

@@ -9,6 +9,7 @@ model (final norm + unembedding, frozen) is referenced, never copied or saved.
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any, ClassVar
@@ -124,12 +125,13 @@ class Lens(torch.nn.Module):
     # ---- files ---------------------------------------------------------------------------
     def save(self, path: str | os.PathLike) -> Path:
         """Write ``lens.json`` (kind, config, model id) and ``lens.safetensors`` into directory ``path``."""
-        from replab.identity import model_id
+        from replab.identity import model_id, weights_hash
 
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
         info = {"kind": self.kind, "config": asdict(self.config), "model": model_id(self.model),
-                "n_layers": self.n_layers, "d_model": int(self.model.cfg.d_model)}
+                "model_hash": weights_hash(self.model), "n_layers": self.n_layers,
+                "d_model": int(self.model.cfg.d_model)}
         write_tensors(path / WEIGHTS_FILE, self.state_dict())
         write_json(path / CONFIG_FILE, info, indent=2)
         return path
@@ -164,6 +166,12 @@ def load(path: str | os.PathLike, model) -> Lens:
         raise DataError(f"The lens in {path} was made for {info['n_layers']} layers x d_model {info['d_model']} "
                         f"({info.get('model')}); this model has {n_layers(model)} x {model.cfg.d_model}. "
                         "Load it with the model it was trained on.")
+    from replab.identity import weights_hash
+
+    if info.get("model_hash") and info["model_hash"] != weights_hash(model):  # a fine-tuned variant may be meant
+        warnings.warn(f"The lens in {path} was trained on {info.get('model')!r} (weights {info['model_hash']}); this "
+                      f"model's weights are {weights_hash(model)}, so its decoding may not be what the lens learnt.",
+                      UserWarning, stacklevel=2)
     device = next(model.parameters()).device
     tensors = read_tensors(path / WEIGHTS_FILE, "Lens file", device=str(device), fix=fix)
     return REGISTRY[info["kind"]].from_files(model, info, tensors)

@@ -129,6 +129,7 @@ def train(kind: str, model: HookedModel, data, *, steps: int = LensTrainConfig.s
 
     Raises:
         DataError: bad settings. RunDirError: a checkpoint written with other settings.
+        StoreError: ``data`` is a store captured from other weights than ``model``'s.
     """
     if steps < 1 or batch_size < 1:
         raise DataError(f"steps and batch_size must be positive; got {steps}, {batch_size}.")
@@ -137,6 +138,8 @@ def train(kind: str, model: HookedModel, data, *, steps: int = LensTrainConfig.s
     world, me = distributed.world_size(), distributed.rank()
     if batch_size < world:
         raise DataError(f"batch_size {batch_size} is smaller than the {world} ranks; each rank needs a row.")
+    if is_store(data):
+        data.check_model(model, "train the lens with the model the store was captured from")
     torch.manual_seed(seed)
     lens = _make(kind, model, form)
     positions = positions or ("last" if kind == "attention" else "all")

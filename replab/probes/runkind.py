@@ -51,17 +51,12 @@ def store_prompts(store):
 def store_model(store):
     """Load the model named in the store's manifest and check its weights are the ones captured."""
     import replab
-    from replab.models import weights_hash
 
     manifest = store.manifest or {}
     if not manifest.get("model"):
         raise StoreError("The store's manifest names no model; the causal check needs the model it was captured from.")
     model = replab.load_model(manifest["model"])
-    if manifest.get("model_hash") and weights_hash(model) != manifest["model_hash"]:
-        raise StoreError(
-            f"Model {manifest['model']!r} now has weights {weights_hash(model)}, but the store was captured with "
-            f"{manifest['model_hash']}; re-capture the store with the current model."
-        )
+    store.check_model(model, "re-capture the store with the current model")
     return model
 
 

@@ -77,8 +77,8 @@ def _arch_config(args: argparse.Namespace) -> dict[str, Any]:
 
 def _load_model(args: argparse.Namespace, store):
     """The model for CE metrics: ``--model`` or the store's, checked against the store's weights hash."""
-    from replab.errors import ModelLoadError, StoreError
-    from replab.models import load_model, weights_hash
+    from replab.errors import ModelLoadError
+    from replab.models import load_model
 
     if args.no_model:
         return None
@@ -89,12 +89,7 @@ def _load_model(args: argparse.Namespace, store):
         model = load_model(name, device=args.device)
     except ModelLoadError as exc:
         raise ModelLoadError(f"{exc} (Pass --no-model to train without CE metrics.)") from None
-    expected = (store.manifest or {}).get("model_hash")
-    if expected and weights_hash(model) != expected:
-        raise StoreError(
-            f"Model {name!r} has weights hash {weights_hash(model)} but store {store.path} was captured from "
-            f"weights {expected}; pass the model the store was made with (--model) or --no-model."
-        )
+    store.check_model(model, "pass the model the store was made with (--model) or --no-model")
     return model
 
 

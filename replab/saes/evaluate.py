@@ -176,6 +176,8 @@ def evaluate(
             splice_hook = hook or source.hook or sae.cfg.metadata.get("hook_name")
             if not splice_hook:
                 raise DataError("CE metrics need the hook to splice the SAE at: pass hook=... or set metadata hook_name.")
+            if prompts is None and source.store is not None:  # the store's own texts: its own model
+                source.store.check_model(model, "pass the model the store was captured from")
             texts = prompt_texts(prompts, source, max_prompts)
             metrics.update(ce_metrics(sae, model, splice_hook, texts, batch_size=prompt_batch_size))
     finally:
