@@ -27,6 +27,16 @@ def test_local_checkpoint_loads_offline_and_matches_transformers(tiny_checkpoint
     assert not tiny_model.training
 
 
+def test_a_relative_checkpoint_path_is_recorded_absolute(tiny_checkpoint, monkeypatch):
+    """A store made with ``--model ckpt`` from one directory names a model that loads from any other."""
+    from pathlib import Path
+
+    monkeypatch.chdir(Path(tiny_checkpoint).parent)
+    model = replab.load_model(Path(tiny_checkpoint).name)
+    assert model_id(model) == tiny_checkpoint and os.path.isabs(model_id(model))
+    assert model_id(replab.load_model("world")) == "world"
+
+
 def test_unknown_model_offline_is_one_clear_error():
     with pytest.raises(ModelLoadError) as err:
         replab.load_model("no-such-model-anywhere")

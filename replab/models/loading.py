@@ -24,7 +24,7 @@ def load_model(name_or_path: str | os.PathLike, *, device: str | None = None, dt
 
     Returns:
         A ``transformer_lens.model_bridge.TransformerBridge``. ``model.replab_name`` records what
-        was asked for, so run directories can name the model.
+        was asked for (a local directory as an absolute path), so run directories can name the model.
 
     Raises:
         ModelLoadError: the model could not be found or loaded; the message says what was tried.
@@ -70,5 +70,6 @@ def load_model(name_or_path: str | os.PathLike, *, device: str | None = None, dt
             "for the shipped model."
         ) from None
     model.eval()
-    model.replab_name = name
+    # a local directory by its absolute path, so stores and runs made from it find it from any directory
+    model.replab_name = str(source.absolute()) if is_local and not registered else name
     return model
