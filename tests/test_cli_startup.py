@@ -35,6 +35,8 @@ def _run(*argv: str) -> tuple[dict, str]:
      2, "matches nothing"),
     (["capture", "--model", "world", "--hooks", "x", "--prompts", "{good}", "--batch-size", "0", "--out", "{out}"],
      2, "--batch-size must be positive"),
+    (["hooks", "--model", "world", "blocks.*.hook_resid_post"], 0, ""),
+    (["hooks", "--model", "world", "blocks.9.hook_resid_post"], 2, "matches nothing"),
     (["train-sae", "--help"], 0, ""),
     (["train-sae", "--store", "{out}", "--d-sae", "64", "--arch", "gated"], 2, "invalid choice: 'gated'"),
     (["probe", "--help"], 0, ""),
