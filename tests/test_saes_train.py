@@ -138,3 +138,12 @@ def test_bad_training_input_is_rejected():
         train(sae, torch.zeros(0, 8), steps=1, progress=False)
     with pytest.raises(ReplabError, match="diverged at step 0.*Lower lr"):  # squares overflow float32
         train(sae, x * 1e30, steps=1, normalize=False, b_dec_init="zero", progress=False)
+
+
+@pytest.mark.parametrize("steps", [None, 2, 7])
+def test_planned_rows_are_the_rows_read(steps):
+    """The progress bar's total (``TrainConfig.total_rows``) is what training reads: epochs end in a partial batch."""
+    x = torch.randn(2500, 8)
+    result = train(create("topk", 8, 16, k=2), x, steps=steps, batch_size=1000, progress=False)
+    assert result.metrics["tokens"] == TrainConfig(batch_size=1000, steps=steps).total_rows(2500)
+    assert TrainConfig(batch_size=1000, steps=steps).total_rows(2500) == {None: 2500, 2: 2000, 7: 6000}[steps]

@@ -96,7 +96,8 @@ def load_file(path: str | os.PathLike) -> PromptSet | TextCorpus:
     """
     path = Path(path)
     if not path.is_file():
-        raise DataError(f"Prompt file {path} does not exist; check the path, or use a world:<name> prompt set.")
+        raise DataError(f"File {path} does not exist; check the path, or use a world:<name> set (world:corpus for a "
+                        "text corpus).")
     suffix = path.suffix.lower()
     if suffix != ".txt" and suffix not in READERS:
         raise DataError(f"{path}: unsupported extension {suffix!r}; use .jsonl, .json, .csv, .tsv (prompts) "

@@ -136,15 +136,16 @@ def _delta(clean: dict, edited: dict) -> dict[str, Any]:
 
 
 def _effects(model, prompts, interventions: Sequence[Callable[[], AbstractContextManager]], answer_tokens,
-             class_answers, batch_size: int, progress: bool) -> list[dict[str, Any]]:
-    """One clean pass, then one pass inside each intervention."""
+             class_answers, batch_size: int, progress: bool, names: Sequence[str] = ()) -> list[dict[str, Any]]:
+    """One clean pass, then one pass inside each intervention (``names``: their progress-bar labels)."""
     pair, correct = _answer_plan(model, prompts, answer_tokens, class_answers)
     texts = list(prompts.texts)
     clean = _summary(_readout(model, texts, pair, batch_size, "clean", progress), correct, prompts.labels)
     out = []
-    for make in interventions:
+    for i, make in enumerate(interventions):
         with make():
-            edited = _summary(_readout(model, texts, pair, batch_size, "intervened", progress), correct, prompts.labels)
+            desc = f"intervened ({names[i]})" if i < len(names) else "intervened"
+            edited = _summary(_readout(model, texts, pair, batch_size, desc, progress), correct, prompts.labels)
         out.append({"n": len(texts), "clean": clean, "intervened": edited, "delta": _delta(clean, edited)})
     return out
 
@@ -212,8 +213,9 @@ def causal_check(model: HookedModel, prompts, direction, hooks: str | Sequence[s
         return lambda: steer(model, vec, scale, hooks, positions)
 
     vectors = random_directions(d.shape[0], float(np.linalg.norm(d)), n_random, seed)
+    names = ["direction", *(f"random {i + 1}/{n_random}" for i in range(n_random))]
     main, *randoms = _effects(model, prompts, [factory(d), *map(factory, vectors)], answer_tokens, class_answers,
-                              batch_size, progress)
+                              batch_size, progress, names)
     keys = [k for k, v in main["delta"].items() if isinstance(v, float)]
     mean_delta = {k: float(np.mean([r["delta"][k] for r in randoms]))
                   for k in keys if randoms and all(k in r["delta"] for r in randoms)}

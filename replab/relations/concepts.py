@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import torch
 
 from replab.errors import DataError
+from replab.relations.config import RelationConfig
 from replab.relations.data import Relation, Sample
 from replab.relations.evaluate import Score, _rate, apply_deltas, edit_pairs, test_set
 from replab.relations.lre import LRE, fit_lre
@@ -58,7 +59,7 @@ def test_template(relation: Relation) -> str:
 
 
 def fit_concepts(model: HookedModel, relation: Relation, *, subject_layer: int, object_layer: int, rank: int = 8,
-                 method: str = "lrc", n_train: int = 8, seed: int = 0) -> Concepts:
+                 method: str = "lrc", n_train: int = RelationConfig.n_train, seed: int = 0) -> Concepts:
     """Concept directions for every object of ``relation``, from its samples in the first template.
 
     The LRE behind an LRC is fitted on ``split(relation, n_train, seed).train``, which also serve

@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass
 import torch
 from tqdm.auto import tqdm
 
+from replab.relations.config import RelationConfig
 from replab.relations.data import Relation, Sample
 from replab.relations.lre import LRE, Split, fit_lre, split
 from replab.relations.states import Prompts, build_prompts, decode, object_token, states
@@ -103,7 +104,7 @@ def causality(lre: LRE, model: HookedModel, relation: Relation, *, rank: int | N
     return _rate(logits.argmax(-1) == t.target[dst], len(t.target))
 
 
-def sweep(model: HookedModel, relation: Relation, *, layers=None, betas=(0.5, 1, 2, 3, 5), ranks=None, n_train: int = 8,
+def sweep(model: HookedModel, relation: Relation, *, layers=None, betas=(0.5, 1, 2, 3, 5), ranks=None, n_train: int = RelationConfig.n_train,
           seed: int = 0, method: str = "jacobian", progress: bool = True) -> list[dict]:
     """Faithfulness per (layer, β) and causality per (layer, rank): rows for one table.
 

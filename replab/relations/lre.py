@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from replab.errors import DataError
-from replab.relations.config import METHODS
+from replab.relations.config import METHODS, RelationConfig
 from replab.fileio import read_tensor_metadata, read_tensors, require, write_tensors
 from replab.relations.data import Relation, Sample
 from replab.relations.states import build_prompts, decode, jacobians, layer_hook, states
@@ -33,7 +33,7 @@ class Split:
     test: tuple[Sample, ...]
 
 
-def split(relation: Relation, n_train: int = 8, seed: int = 0) -> Split:
+def split(relation: Relation, n_train: int = RelationConfig.n_train, seed: int = 0) -> Split:
     """A seeded split: ``n_train`` training samples, the rest for testing."""
     if n_train < 1 or n_train >= len(relation.samples):
         raise DataError(f"{relation.source or relation.name}: n_train={n_train} must be in 1..{len(relation.samples) - 1} "
@@ -110,7 +110,7 @@ def load_lre(path: str | os.PathLike) -> LRE:
                m["object_hook"], m["relation"], m["method"], train)
 
 
-def fit_lre(model: HookedModel, relation: Relation, *, subject_layer: int, object_layer: int | None = None, n_train: int = 8,
+def fit_lre(model: HookedModel, relation: Relation, *, subject_layer: int, object_layer: int | None = None, n_train: int = RelationConfig.n_train,
             beta: float = 1.0, method: str = "jacobian", seed: int = 0, train: tuple[Sample, ...] | None = None,
             batch_size: int = 8) -> LRE:
     """Fit an LRE of ``relation`` from ``subject_layer`` to ``object_layer`` (default: the last).

@@ -93,6 +93,12 @@ class TrainConfig:
             return self.steps
         return math.ceil((self.tokens if self.tokens is not None else n_rows) / self.batch_size)
 
+    def total_rows(self, n_rows: int) -> int:
+        """Rows the planned steps read: an epoch is ``ceil(n_rows / batch_size)`` steps, its last one partial."""
+        per_epoch = math.ceil(n_rows / self.batch_size)
+        epochs, steps = divmod(self.total_steps(n_rows), per_epoch)
+        return epochs * n_rows + min(steps * self.batch_size, n_rows)
+
     def learning_rate(self, d_sae: int) -> float:
         return self.lr if self.lr is not None else 2e-4 / math.sqrt(d_sae / 2**14)
 
@@ -298,7 +304,8 @@ def train(
         tokens_since_fired = torch.zeros(sae.d_sae, dtype=torch.long, device=device)
 
     batches = _batches(source, cfg.batch_size, cfg.seed, epoch, skip, (me, world))
-    bar = tqdm(total=total * cfg.batch_size, initial=min(seen, total * cfg.batch_size), unit="tok",
+    planned = cfg.total_rows(source.n)
+    bar = tqdm(total=planned, initial=min(seen, planned), unit="tok",
                unit_scale=True, desc=f"train {sae.architecture}", disable=not cfg.progress)
     t0, seen0, position = time.perf_counter(), seen, (epoch, skip - 1)
     while step < total:
