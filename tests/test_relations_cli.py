@@ -45,3 +45,14 @@ def test_lrc_directions_follow_the_definition(tiny_model, tmp_path):
     for method in ("mean", "ridge", "logistic"):
         base = fit_concepts(tiny_model, rel, subject_layer=1, object_layer=2, method=method, n_train=2)
         assert base.V.shape == c.V.shape and torch.allclose(base.V.norm(dim=1), torch.ones(3))
+
+
+def test_cli_sweep_with_no_answered_sample_keeps_no_rank(tiny_checkpoint, tmp_path):
+    """The tiny model answers none of the test samples: no causality was measured, so the sweep picks no rank
+    (it reported rank 0, the first rank tried)."""
+    path = tmp_path / "capital.json"
+    path.write_text(json.dumps(CAPITALS))
+    assert main(["relations", "sweep", "--model", tiny_checkpoint, "--relation", str(path), "--n-train", "2",
+                 "--out", str(tmp_path / "run")]) == 0
+    metrics = Run.open(tmp_path / "run").info["metrics"]
+    assert metrics["n_correct"] == 0 and metrics["causality"] is None and metrics["rank"] is None

@@ -33,9 +33,10 @@ def relation_run(model, relation: Relation, out: str | os.PathLike, *, subject_l
         best = max((r for r in rows if r["beta"] is not None),
                    key=lambda r: (r["faithfulness"] if r["faithfulness"] == r["faithfulness"] else -1.0, -r["beta"]))
         subject_layer, beta = best["layer"], best["beta"]
-        if rank is None:
-            rank = max((r for r in rows if r["rank"] is not None and r["layer"] == subject_layer),
-                       key=lambda r: r["causality"] if r["causality"] == r["causality"] else -1.0)["rank"]
+        scored = [r for r in rows if r["rank"] is not None and r["layer"] == subject_layer
+                  and r["causality"] == r["causality"]]  # none when the model answers no test sample
+        if rank is None and scored:
+            rank = max(scored, key=lambda r: r["causality"])["rank"]
     lre = fit_lre(model, relation, subject_layer=subject_layer, object_layer=object_layer,
                   train=split(relation, n_train, seed).train, beta=beta, method=method)
     tests = test_set(model, relation, lre)
