@@ -389,6 +389,41 @@ def test_saes_page_compares_runs_and_browses_features(runs, monkeypatch):
     assert "No analysed latent fires on 'no-such-token'" in messages(at)
 
 
+def test_run_model_finds_a_relative_checkpoint_from_the_run_directory(runs, tmp_path, monkeypatch):
+    """Runs that recorded a relative checkpoint path (before replab recorded absolute ones) still find their
+    model when the app starts elsewhere; names that resolve as given are kept."""
+    import shutil
+
+    from replab.runs import Run
+
+    shutil.copytree(runs.checkpoint, tmp_path / "base" / "ckpt")
+    for name, model in (("old", {"id": "ckpt"}), ("world", {"id": "world"}), ("none", None)):
+        Run.create(tmp_path / "base" / "runs" / name, "relation", {}, model=model).finish()
+    monkeypatch.chdir(tmp_path)
+    found = viz.run_model(Run.open(tmp_path / "base" / "runs" / "old"))
+    assert Path(found) == (tmp_path / "base" / "ckpt").resolve()
+    assert viz.run_model(Run.open(tmp_path / "base" / "runs" / "world")) == "world"
+    assert viz.run_model(Run.open(tmp_path / "base" / "runs" / "none")) == "world"
+
+
+def test_saes_page_names_runs_by_path_and_explains_unevaluated_ones(runs, tmp_path, monkeypatch):
+    """Two SAE runs in directories both called ``sae`` stay apart; a run with training metrics only (from
+    ``saes.train(..., out=)``) is named with the command that evaluates it, not drawn as an empty bar."""
+    import shutil
+
+    from replab import saes
+
+    for name in ("x", "y"):
+        shutil.copytree(runs.saes[0], tmp_path / name / "sae")
+    saes.train(saes.create("topk", 32, 16, k=2), torch.randn(256, 32), steps=2, batch_size=64, progress=False,
+               out=tmp_path / "z" / "sae")
+    at = app(tmp_path, monkeypatch, "4_SAEs.py")
+    no_unexpected(at)
+    assert frame(at, "run", "architecture", "fvu")["run"].tolist() == ["x/sae", "y/sae", "z/sae"]
+    assert "Not evaluated (training metrics only): z/sae" in messages(at) and "replab eval-sae" in messages(at)
+    assert {t["name"] for t in chart(at, "SAE metrics by run")["data"]} == {"topk (x/sae)", "topk (y/sae)"}
+
+
 def test_saes_page_explains_partial_and_corrupt_feature_runs(broken, monkeypatch):
     at = app(broken, monkeypatch, "4_SAEs.py")
     no_unexpected(at)

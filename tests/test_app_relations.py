@@ -93,3 +93,26 @@ def test_relations_page_bars_sweep_and_live_edit(relation_runs, monkeypatch):
         ids = [model.tokenizer.encode(t, add_special_tokens=False)[0] for t in shown[col]]
         torch.testing.assert_close(torch.tensor(shown["p"].tolist()), ref.softmax(-1)[ids], rtol=0, atol=2e-3)
     assert after["after"].iloc[0].strip() == "Tokyo"  # the edit moves the answer to Japan's capital
+
+
+def test_relations_page_with_an_unanswered_run_and_a_relation_measured_twice(relation_runs, tmp_path, monkeypatch):
+    """A run whose model answered no test sample (faithfulness and causality None) renders as n/a, not a
+    traceback; two runs of one relation get one bar each, named by their directory."""
+    import shutil
+
+    from replab.relations.runkind import write_relation_run
+
+    _, run = relation_runs
+    unanswered = {**run.info["metrics"], "faithfulness": None, "causality": None, "n_correct": 0, "rank": None}
+    write_relation_run(tmp_path / "a" / "lre", run_lre(run), world("capital"), unanswered)
+    shutil.copytree(run.path, tmp_path / "b" / "lre")
+    at = app(tmp_path, monkeypatch, "6_Relations.py")
+    no_unexpected(at)
+    assert at.selectbox(key="relation_run").value == "a/lre"
+    assert [(m.label, m.value) for m in at.metric][1:3] == [("Faithfulness", "n/a"), ("Causality", "n/a")]
+    traces = {t["name"]: t for t in chart(at, "LRE faithfulness and causality per relation")["data"]}
+    assert list(values(traces["faithfulness"]["x"])) == ["capital (a/lre)", "capital (b/lre)"]
+    assert frame(at, "run", "relation", "faithfulness")["run"].tolist() == ["a/lre", "b/lre"]
+    at.selectbox(key="relation_run").set_value("b/lre").run()
+    no_unexpected(at)
+    assert at.metric[1].value == f"{run.info['metrics']['faithfulness']:.3f}"

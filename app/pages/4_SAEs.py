@@ -18,13 +18,19 @@ complete = runs.loc[runs["problem"] == "", "name"].tolist()
 chosen = st.multiselect("Runs", names, default=complete, key="sae_compare")
 rows = []
 for name in chosen:
-    with ui.guard(stop=False):
-        rows.append(ui.sae_summary(runs.loc[runs["name"] == name, "path"].iloc[0]))
+    with ui.guard(stop=False):  # named by their path under the runs root: several may be called "sae"
+        rows.append({**ui.sae_summary(runs.loc[runs["name"] == name, "path"].iloc[0]), "run": name})
 if rows:
     table = pd.DataFrame(rows)
     st.dataframe(table.drop(columns=["path"]), hide_index=True, key="sae_metrics")
-    st.plotly_chart(viz.sae_comparison(table, ("fvu", "l0", "dead_fraction", "dense_fraction", "ce_recovered")),
-                    key="sae_compare_chart")
+    unevaluated = table[table[list(viz.SAE_METRICS)].isna().all(axis=1)]
+    if not unevaluated.empty:  # saes.train(..., out=...) writes training metrics only
+        st.info(f"Not evaluated (training metrics only): {', '.join(unevaluated['run'])}. Evaluate one with "
+                "`replab eval-sae --sae RUN_DIR --store STORE` (or `saes.evaluate`) to compare it here.")
+    if len(unevaluated) < len(table):
+        st.plotly_chart(viz.sae_comparison(table.drop(unevaluated.index),
+                                           ("fvu", "l0", "dead_fraction", "dense_fraction", "ce_recovered")),
+                        key="sae_compare_chart")
 elif not names:
     st.info(f"No sae runs under `{root}` yet. Make one with:\n\n```\n{ui.make_command('sae')}\n```")
 

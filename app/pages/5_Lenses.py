@@ -28,7 +28,7 @@ def lens_of(name: str, model):
 
 
 def model_of(name: str):
-    return ui.model((opened[name].info.get("model") or {}).get("id") or "world")
+    return ui.model(viz.run_model(opened[name]))
 
 
 st.header("Quality by layer")

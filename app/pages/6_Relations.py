@@ -5,6 +5,8 @@ import plotly.graph_objects as go
 import streamlit as st
 from lib import ui
 
+from replab import viz
+
 from replab.relations import load, world
 from replab.relations.edit import edit_topk
 from replab.relations.figures import bars_vs_paper
@@ -18,12 +20,12 @@ index = ui.run_index(root)
 runs = index[index["kind"] == "relation"]
 if not runs.empty:
     rows = []
-    for p in runs["path"]:
-        with ui.guard():
+    for name, p in zip(runs["name"], runs["path"]):
+        with ui.guard(stop=False):  # one unreadable run does not hide the others
             m = Run.open(p).info.get("metrics", {})
-            rows.append({"relation": m.get("relation"), "kind": m.get("kind") or "factual",
+            rows.append({"run": name, "relation": m.get("relation"), "kind": m.get("kind") or "factual",
                          "faithfulness": m.get("faithfulness"), "causality": m.get("causality"),
-                         "layer": m.get("subject_layer"), "n_correct": m.get("n_correct")})
+                         "layer": m.get("subject_layer"), "n_correct": m.get("n_correct"), "n_test": m.get("n_test")})
     st.plotly_chart(bars_vs_paper(rows), key="rel_bars")
     st.dataframe(pd.DataFrame(rows), hide_index=True, key="rel_table")
 
@@ -34,17 +36,16 @@ with ui.guard():
 m = run.info.get("metrics", {})
 cols = st.columns(4)
 cols[0].metric("Subject layer", m.get("subject_layer"))
-cols[1].metric("Faithfulness", f"{m.get('faithfulness', float('nan')):.3f}")
-cols[2].metric("Causality", f"{m.get('causality', float('nan')):.3f}")
+for col, key in ((cols[1], "faithfulness"), (cols[2], "causality")):  # None: no test sample answered
+    col.metric(key.capitalize(), "n/a" if m.get(key) is None else f"{m[key]:.3f}")
 cols[3].metric("Answered / test", f"{m.get('n_correct')} / {m.get('n_test')}")
 for name in ("faithfulness_by_layer", "causality_by_rank"):
     if f"figures/{name}.json" in run.info.get("artifacts", []):
         st.plotly_chart(go.Figure(run.read_json(f"figures/{name}.json")), key=f"rel_{name}")
 
 st.subheader("Live edit")
-model_name = (run.info.get("model") or {}).get("id") or "world"
 with ui.guard():
-    model = ui.model(model_name if model_name != "world" else "world")
+    model = ui.model(viz.run_model(run))
     rel = load(run.path / "relation.json") if (run.path / "relation.json").is_file() else world(lre.relation)
 subjects = [s.subject for s in rel.samples]
 c1, c2, c3 = st.columns(3)

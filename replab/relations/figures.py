@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import Counter
+
 
 def sweep_figures(rows: list[dict], relation: str) -> dict:
     """``{"faithfulness_by_layer": fig, "causality_by_rank": fig}`` from ``replab.relations.sweep`` rows."""
@@ -29,11 +31,14 @@ PAPER_GPTJ = {"factual": (0.64, 0.72), "linguistic": (0.83, 0.92), "commonsense"
 
 
 def bars_vs_paper(rows: list[dict]):
-    """Faithfulness and causality per relation (``{"relation", "kind", "faithfulness", "causality"}``)
-    next to the paper's GPT-J number for the relation's category (dashed markers)."""
+    """Faithfulness and causality per relation (``{"relation", "kind", "faithfulness", "causality"}``, and
+    ``"run"``, which names the bars of a relation that several runs measured) next to the paper's GPT-J
+    number for the relation's category (dashed markers)."""
     import plotly.graph_objects as go
 
-    names = [r["relation"] for r in rows]
+    counts = Counter(r["relation"] for r in rows)
+    names = [r["relation"] if counts[r["relation"]] == 1 or not r.get("run") else f"{r['relation']} ({r['run']})"
+             for r in rows]
     fig = go.Figure()
     for metric, i in (("faithfulness", 0), ("causality", 1)):
         fig.add_trace(go.Bar(x=names, y=[r.get(metric) for r in rows], name=metric))

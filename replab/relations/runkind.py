@@ -23,7 +23,10 @@ FIGURES = ("faithfulness_by_layer", "causality_by_rank")
 
 def _summary(info: dict) -> str:
     m = info.get("metrics", {})
-    parts = [f"{k}={m[k]:.2f}" for k in ("faithfulness", "causality") if isinstance(m.get(k), (int, float))]
+    parts = [f"{k}={m[k]:.2f}" if isinstance(m.get(k), (int, float)) else f"{k}=n/a"
+             for k in ("faithfulness", "causality")]
+    if m.get("n_test") is not None:
+        parts.append(f"{m.get('n_correct')}/{m['n_test']} answered")
     return f"{m.get('relation', '?')}: " + ", ".join(parts)
 
 

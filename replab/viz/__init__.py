@@ -41,6 +41,7 @@ from replab.viz.runs import (
     read_latent,
     read_probe_run,
     run_index,
+    run_model,
     sae_summary,
     world_cards,
 )
@@ -48,7 +49,7 @@ from replab.viz.runs import (
 __all__ = [
     "next_token_topk", "attention_patterns", "AttentionPatterns", "n_params", "LiveLimitError",
     "MAX_PARAMS", "MAX_TOKENS",
-    "run_index", "open_run", "read_probe_run", "ProbeRun", "sae_summary", "SAE_METRICS", "FEATURE_KINDS",
+    "run_index", "run_model", "open_run", "read_probe_run", "ProbeRun", "sae_summary", "SAE_METRICS", "FEATURE_KINDS",
     "feature_table", "find_latents", "read_latent", "world_cards", "card_tables",
     "pca_2d", "Projection", "token_spans",
     "lens_heatmap", "topk_bar", "attention_heatmap", "pca_scatter", "sae_comparison", "activation_histogram",

@@ -44,9 +44,28 @@ def run_index(root: str | os.PathLike) -> pd.DataFrame:
         row["problem"] = run_problem(path, info)
         model = info.get("model") or {}
         rows.append({**row, "kind": info["kind"], "status": run_status(path, info),
-                     "model": model.get("id") or (info.get("config") or {}).get("model") or "",
+                     "model": model.get("id") or _config_model(info.get("config") or {}),
                      "created": info.get("created", ""), "key_metrics": summarize(info)})
     return pd.DataFrame(rows, columns=INDEX_COLUMNS)
+
+
+def _config_model(config: dict[str, Any]) -> str:
+    """The model a run names in its config when it loaded none (a probe sweep records its store's)."""
+    sweep = config.get("sweep") if isinstance(config.get("sweep"), dict) else {}
+    return str(config.get("model") or sweep.get("store_model") or "")
+
+
+def run_model(run: Run, default: str = "world") -> str:
+    """The name to load ``run``'s model by: its recorded id; a relative checkpoint path (runs made before
+    replab recorded absolute ones) is looked up from the run directory's ancestors when it is not found
+    from the current directory."""
+    from replab.models.catalogue import checkpoint_path
+
+    name = str((run.info.get("model") or {}).get("id") or default)
+    if Path(name).is_absolute() or checkpoint_path(name) is not None:
+        return name
+    found = next((p / name for p in Path(run.path).resolve().parents if (p / name / "config.json").is_file()), None)
+    return str(found) if found is not None else name
 
 
 def open_run(path: str | os.PathLike, kind: str | tuple[str, ...]) -> Run:
