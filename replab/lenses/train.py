@@ -197,7 +197,9 @@ def train(kind: str, model: HookedModel, data, *, steps: int = LensTrainConfig.s
                                     keep=keep_checkpoints)
         metrics.update(train_kl=loss, tokens=(steps - start) * batch_size, resumed_from_step=start)
     seconds = time.perf_counter() - t0
-    metrics.update(seconds=seconds, tokens_per_s=metrics.get("tokens", 0) / max(seconds, 1e-9))
+    metrics.update(seconds=seconds)
+    if metrics.get("tokens"):  # the logit lens reads no data
+        metrics.update(tokens_per_s=metrics["tokens"] / max(seconds, 1e-9))
     lens.eval()
     if run is not None:
         lens.save(Path(out) / "lens")
