@@ -10,7 +10,7 @@ from pathlib import Path
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("world", help="train or evaluate the world model")
     wsub = p.add_subparsers(dest="world_command", required=True)
-    t = wsub.add_parser("train", help="train the world model from scratch (about 15 minutes on 2 CPU cores)")
+    t = wsub.add_parser("train", help="train the world model from scratch (about 18 minutes on 2 CPU cores)")
     t.add_argument("--out", default="runs/world-train", help="run directory; the checkpoint goes to OUT/checkpoint")
     from replab.configs import add_config_flags
     from replab.world.train import WorldTrainConfig
