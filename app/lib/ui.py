@@ -138,12 +138,12 @@ def probe_run(path: str | Path) -> viz.ProbeRun:
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
-def _sae_summary(path: str, stamp: int) -> dict[str, Any]:
-    return viz.sae_summary(path)
+def _sae_summary(path: str, name: str | None, stamp: int) -> dict[str, Any]:
+    return viz.sae_summary(path, name)
 
 
-def sae_summary(path: str | Path) -> dict[str, Any]:
-    return _sae_summary(str(path), _mtime(path, "run.json"))
+def sae_summary(path: str | Path, name: str | None = None) -> dict[str, Any]:
+    return _sae_summary(str(path), name, _mtime(path, "run.json"))
 
 
 @st.cache_data(show_spinner="Reading the analysed features...", max_entries=16)

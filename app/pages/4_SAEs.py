@@ -18,8 +18,8 @@ complete = runs.loc[runs["problem"] == "", "name"].tolist()
 chosen = st.multiselect("Runs", names, default=complete, key="sae_compare")
 rows = []
 for name in chosen:
-    with ui.guard(stop=False):  # named by their path under the runs root: several may be called "sae"
-        rows.append({**ui.sae_summary(runs.loc[runs["name"] == name, "path"].iloc[0]), "run": name})
+    with ui.guard(stop=False):
+        rows.append(ui.sae_summary(runs.loc[runs["name"] == name, "path"].iloc[0], name))
 if rows:
     table = pd.DataFrame(rows)
     st.dataframe(table.drop(columns=["path"]), hide_index=True, key="sae_metrics")

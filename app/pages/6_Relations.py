@@ -6,7 +6,6 @@ import streamlit as st
 from lib import ui
 
 from replab import viz
-
 from replab.relations import load, world
 from replab.relations.edit import edit_topk
 from replab.relations.figures import bars_vs_paper

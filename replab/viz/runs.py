@@ -118,8 +118,9 @@ def read_probe_run(path: str | os.PathLike) -> ProbeRun:
     return ProbeRun(results=results, best=optional("best"), mdl=optional("mdl"), causal=causal, info=run.info)
 
 
-def sae_summary(path: str | os.PathLike) -> dict[str, Any]:
-    """One SAE run's architecture, size, hook and evaluation metrics (one row of the comparison).
+def sae_summary(path: str | os.PathLike, name: str | None = None) -> dict[str, Any]:
+    """One SAE run's architecture, size, hook and evaluation metrics (one row of the comparison), named
+    ``name`` (the path under the runs root: several runs may share a directory name), else its directory's.
 
     Raises:
         RunDirError: the run is not a complete SAE run or its ``cfg.json`` is missing.
@@ -129,7 +130,7 @@ def sae_summary(path: str | os.PathLike) -> dict[str, Any]:
     metrics = run.info.get("metrics") or {}
     meta = cfg.get("metadata") or {}
     # a BatchTopK SAE is saved as SAELens "jumprelu" and says what it was trained as
-    return {"run": Path(path).name, "architecture": meta.get("replab_trained_as") or cfg.get("architecture"),
+    return {"run": name or Path(path).name, "architecture": meta.get("replab_trained_as") or cfg.get("architecture"),
             "d_sae": cfg.get("d_sae"), "k": cfg.get("k"), "hook": meta.get("hook_name"),
             **{m: metrics.get(m) for m in SAE_METRICS}, "path": str(path)}
 
