@@ -42,9 +42,10 @@ def _make(kind: str, model, form: str | None) -> Lens:
         return TunedLens(model, TunedLensConfig())
     if kind == "attention":
         return AttentionLens(model, AttentionLensConfig(form=form or "full"))
-    if kind in registry():
-        return registry()[kind](model)
-    raise DataError(f"Unknown lens kind {kind!r}; choose one of {sorted(registry())}.")
+    kinds = registry()
+    if kind in kinds:
+        return kinds[kind](model)
+    raise DataError(f"Unknown lens kind {kind!r}; choose one of {sorted(kinds)}.")
 
 
 def _target(model, acts: dict[str, torch.Tensor]):
