@@ -55,8 +55,10 @@ def test_weighted_squares_in_row_blocks_equal_the_whole_product():
     rng = np.random.default_rng(0)
     X = torch.from_numpy(rng.normal(size=(2, 30, 5)))
     M = torch.from_numpy(rng.random((30, 3)))
-    for block in (7, 30, 64):  # a ragged last block, one block, a block larger than the rows
-        torch.testing.assert_close(weighted_squares(M, X, block=block), M.T @ X.square(), rtol=1e-12, atol=1e-12)
+    row = 2 * 5 * 8  # bytes of one row of X across its layers
+    for rows in (0.5, 1, 7, 30, 64):  # under a row, one row, a ragged last block, one block, more than the rows
+        torch.testing.assert_close(weighted_squares(M, X, block_bytes=int(rows * row)), M.T @ X.square(),
+                                   rtol=1e-12, atol=1e-12)
 
 
 def test_gram_through_numpy_equals_torch_and_keeps_the_thread_setting():

@@ -121,9 +121,10 @@ def lbfgs_batched(fg: Objective, x0: torch.Tensor, *, tol: float = 1e-4, ftol: f
                 pre = pre | new
                 RHO.masked_fill_(new, 0.0)  # their history restarts
         q, alphas = g.clone(), []
+        Ss, Ys, Rs = S.unbind(), Y.unbind(), RHO.unbind()  # views: indexing per pair is an op each
         for i in reversed(order):
-            a = RHO[i] * _dot(S[i], q)
-            q.addcmul_(a[:, None], Y[i], value=-1.0)
+            a = _dot(Ss[i], q).mul_(Rs[i])
+            q.addcmul_(a.unsqueeze(1), Ys[i], value=-1.0)
             alphas.append(a)
         # initial matrix: gamma * I with scipy's scaling (first step: unit length, as L-BFGS-B),
         # or M itself, already to scale
@@ -136,7 +137,7 @@ def lbfgs_batched(fg: Objective, x0: torch.Tensor, *, tol: float = 1e-4, ftol: f
         gamma = gamma.masked_fill(pre, 1.0)
         r = precondition(q).mul_(gamma[:, None])
         for i, a in zip(order, reversed(alphas)):
-            r.addcmul_(S[i], (a - RHO[i] * _dot(Y[i], r))[:, None])
+            r.addcmul_(Ss[i], a.sub(_dot(Ys[i], r).mul_(Rs[i])).unsqueeze(1))
         step = r.neg_()
         slope = _dot(g, step)
         uphill = slope >= 0

@@ -47,22 +47,27 @@ def gram(X: torch.Tensor) -> torch.Tensor:
     On the CPU through numpy's BLAS (OpenBLAS) with torch's thread count: torch's CPU matrix
     product (MKL) ran this shape at half OpenBLAS's rate on the AMD EPYC machine the benchmarks
     use (4 x 1,000 x 256: 6.4 ms vs 3.5 ms, one thread); it is one product per fit, so a BLAS
-    that is slower elsewhere costs little.
+    that is slower elsewhere costs little. The result is allocated by torch (its allocator reuses
+    freed memory; numpy's fresh pages cost a page fault per 4 KiB).
     """
     if X.device.type != "cpu" or X.dtype not in (torch.float32, torch.float64):
         return X.transpose(1, 2) @ X
-    x = X.numpy()
+    x, out = X.numpy(), X.new_empty(X.shape[0], X.shape[2], X.shape[2])
     with _blas().limit(limits=torch.get_num_threads(), user_api="blas"):
-        return torch.from_numpy(x.transpose(0, 2, 1) @ x)
+        np.matmul(x.transpose(0, 2, 1), x, out=out.numpy())
+    return out
 
 
-def weighted_squares(M: torch.Tensor, X: torch.Tensor, block: int = 2048) -> torch.Tensor:
+def weighted_squares(M: torch.Tensor, X: torch.Tensor, block_bytes: int = 2**20) -> torch.Tensor:
     """``M^T @ X.square()`` for weights ``M [n, P]`` and values ``X [L, n, d]``: ``[L, P, d]``.
 
-    Squares ``block`` rows at a time into one reused buffer: materialising ``X.square()`` whole
-    (fresh pages for a copy of the activations) cost 49 ms per 20,000 x 768 hook, this 11 ms.
+    Squares a block of rows at a time (``block_bytes`` of them, at least one row) into one reused
+    buffer: materialising ``X.square()`` whole (fresh pages for a copy of the activations) cost
+    49 ms per 20,000 x 768 hook, 2,048-row blocks 11 ms; a buffer of at most 1 MiB comes from the
+    allocator's free lists instead of fresh pages (4 x 1,000 x 256: ~1,000 page faults fewer per fit).
     """
     L, n, d = X.shape
+    block = max(1, block_bytes // (L * d * X.element_size()))
     out = X.new_zeros(L, M.shape[1], d)
     buf = X.new_empty(L, min(block, n), d)
     for start in range(0, n, block):
@@ -103,7 +108,17 @@ def fit_logistic(
         intercept[p]``; then ``n_iter`` if asked.
     """
     stacked = X.ndim == 3
-    X = X if stacked else X[None]
+    with torch.inference_mode():  # no autograd bookkeeping: a tenth of a many-problem fit is per-op dispatch
+        coef, intercept, n_iter = _solve(X if stacked else X[None], labels, train, n_classes, C, tol, max_iter)
+    # clones made outside inference mode are ordinary tensors (callers may update them in place)
+    out = tuple(t.clone() for t in ((coef, intercept, n_iter) if return_n_iter else (coef, intercept)))
+    return out if stacked else tuple(t[0] for t in out)
+
+
+def _solve(X: torch.Tensor, labels: torch.Tensor, train: torch.Tensor, n_classes: int, C: float, tol: float,
+           max_iter: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``fit_logistic`` on a stack ``X [L, n, d]``: ``coef [L, P, K', d]``, ``intercept [L, P, K']``,
+    ``n_iter [L, P]``."""
     L, n, d = X.shape
     P = labels.shape[1]
     K = 1 if n_classes == 2 else n_classes
@@ -128,22 +143,29 @@ def fit_logistic(
     n_w = d * K
     XcT = Xc.transpose(1, 2)  # [L, d, n] view: products are laid out [L, P*K, n] (5-10x faster for small P)
 
-    per = (inv_sd, mu_k, Y, w_row, reg)  # per-problem tensors, problem axis 1 or 0
-    axes = (1, 1, 0, 0, 0)
+    # binary: with the sign s = 1 - 2y of each label, the loss is softplus(s z) and its z-gradient
+    # s sigmoid(s z) (fewer passes over [P, n] than softplus(z) - y z and sigmoid(z) - y, and no cancellation)
+    lab = 1 - 2 * Y if K == 1 else Y
+    per = (inv_sd, mu_k, lab, lab * w_row, w_row, reg)  # per-problem tensors, problem axis 1 or 0
+    axes = (1, 1, 0, 0, 0, 0)
     reg_of = reg.flatten()  # [P]
-    last: list = [None, None]  # the rows tensor seen last and its layout (fg and apply see each one often)
+    seen: list[tuple[torch.Tensor, tuple]] = []  # the last two row sets and their layouts (fg and apply
+    # alternate between the running problems and the preconditioned ones among them)
 
     def columns(rows: torch.Tensor) -> tuple:
         """The problems (columns of ``[L, P]``) that ``rows`` (indices into ``L * P``) fall in,
         their slices of ``per``, where each row sits in the ``[L, columns]`` grid, and the
         columns of each regularisation value (``apply``)."""
-        if last[0] is rows:
-            return last[1]
+        for known, layout in seen:
+            if known is rows or (known.shape == rows.shape and torch.equal(known, rows)):
+                return layout
         cols, pos = torch.unique(rows % P, return_inverse=True)
-        values = reg_of[cols]
-        groups = [(value, (values == value).nonzero().flatten()) for value in values.unique().tolist()]
-        last[:] = rows, ((cols, *(t.index_select(ax, cols) for t, ax in zip(per, axes))), rows // P, pos, groups)
-        return last[1]
+        values = reg_of[cols].tolist()  # grouped in Python: torch's unique + nonzero took ~0.1 ms per layout
+        groups = [(v, torch.tensor([i for i, u in enumerate(values) if u == v], device=dev))
+                  for v in dict.fromkeys(values)]
+        seen[:] = [*seen[-1:], (rows, ((cols, *(t.index_select(ax, cols) for t, ax in zip(per, axes))), rows // P,
+                                       pos, groups))]
+        return seen[-1][1]
 
     def to_grid(v: torch.Tensor, rows: torch.Tensor, layer, pos, cols) -> torch.Tensor:
         """``v [B, D]`` of problems ``rows`` as ``[L, len(cols), D]`` (zeros where a layer's problem is not asked)."""
@@ -157,28 +179,31 @@ def fit_logistic(
             return grid.reshape(len(rows), *grid.shape[2:])
         return grid[layer, pos]
 
-    def weights(theta: torch.Tensor, inv_sd=inv_sd, mu_k=mu_k) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        V = theta[..., :n_w].reshape(L, -1, d, K)  # weights on standardised features
-        W = V.to(dt) * inv_sd  # ... on centred, unstandardised features
+    def weights(theta: torch.Tensor, inv_sd=inv_sd, mu_k=mu_k) -> tuple[torch.Tensor, ...]:
+        V = theta[..., :n_w].reshape(L, -1, d, K)  # weights on standardised features (a view of theta)
+        V32 = V.to(dt)
+        W = V32 * inv_sd  # ... on centred, unstandardised features
         c = theta[..., n_w:].reshape(L, -1, K).to(dt) - (mu_k * W).sum(2)  # [L, P, K]
-        return V, W, c
+        return V, V32, W, c
 
     def fg(theta: torch.Tensor, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        (cols, inv_sd_a, mu_a, Y_a, w_a, reg_a), layer, pos, _ = columns(rows)  # only problems still running
+        (cols, inv_sd_a, mu_a, lab_a, labw_a, w_a, reg_a), layer, pos, _ = columns(rows)  # problems still running
         Pa = len(cols)
-        V, W, c = weights(to_grid(theta, rows, layer, pos, cols), inv_sd_a, mu_a)
-        Z = (W.transpose(2, 3).reshape(L, Pa * K, d) @ XcT).view(L, Pa, K, n) + c[..., None]
+        V, V32, W, c = weights(to_grid(theta, rows, layer, pos, cols), inv_sd_a, mu_a)
+        Z = (W.transpose(2, 3).reshape(L, Pa * K, d) @ XcT).view(L, Pa, K, n).add_(c[..., None])
         if K == 1:
-            loss_i = torch.nn.functional.softplus(Z) - Y_a * Z
-            R = torch.sigmoid(Z) - Y_a
+            U = Z.mul_(lab_a)
+            loss_i = torch.nn.functional.softplus(U)
+            R = torch.sigmoid(U).mul_(labw_a)  # (sigmoid(z) - y) * w
         else:
-            loss_i = torch.logsumexp(Z, 2, keepdim=True) - (Z * Y_a).sum(2, keepdim=True)
-            R = torch.softmax(Z, 2) - Y_a
-        R = R * w_a
-        f = (loss_i * w_a).sum((2, 3), dtype=torch.float64) + 0.5 * (V.square() * reg_a).sum((2, 3))  # [L, Pa]
+            loss_i = torch.logsumexp(Z, 2, keepdim=True) - (Z * lab_a).sum(2, keepdim=True)
+            R = torch.softmax(Z, 2).mul_(w_a).sub_(labw_a)
+        Vf = V.flatten(2)
+        f = (loss_i * w_a).sum((2, 3), dtype=torch.float64)  # [L, Pa]
+        f.addcmul_(torch.linalg.vecdot(Vf, Vf), reg_a.view(-1), value=0.5)
         rs = R.sum(3)  # [L, Pa, K]
         G = (R.reshape(L, Pa * K, n) @ Xc).view(L, Pa, K, d).transpose(2, 3)  # [L, Pa, d, K]
-        gV = (G - mu_a * rs[:, :, None, :]) * inv_sd_a + V.to(dt) * reg_a
+        gV = torch.addcmul(G, mu_a, rs.unsqueeze(2), value=-1.0).mul_(inv_sd_a).addcmul_(V32, reg_a)
         g = torch.cat([gV.reshape(L, Pa, n_w), rs], 2)  # in the activations' precision (see lbfgs_batched)
         return from_grid(f, rows, layer, pos), from_grid(g, rows, layer, pos)
 
@@ -187,16 +212,17 @@ def fit_logistic(
 
     @functools.cache
     def corr() -> torch.Tensor:  # [L, d, d] feature correlation of each layer's rows
-        cov = gram(Xc) / n
+        cov = gram(Xc).div_(n)  # in place: a fresh [L, d, d] temporary costs its page faults (~0.3 ms)
         sd_all = cov.diagonal(dim1=1, dim2=2).sqrt()  # [L, d]
-        sd_all = torch.where(sd_all > floor[:, 0], sd_all, torch.ones_like(sd_all))
-        return cov / (sd_all[:, :, None] * sd_all[:, None, :])
+        inv_sd_all = torch.where(sd_all > floor[:, 0], sd_all, torch.ones_like(sd_all)).reciprocal_()
+        return cov.mul_(inv_sd_all[:, :, None]).mul_(inv_sd_all[:, None, :])
 
     def inverse(value: float) -> torch.Tensor:
         """``(curv * corr + value * I)^-1 [L, d, d]``, in the activations' precision unless too
         ill-conditioned for it."""
         if value not in inverses:
-            A = corr() * curv + value * torch.eye(d, dtype=dt, device=dev)
+            A = corr() * curv
+            A.diagonal(dim1=1, dim2=2).add_(value)
             factor, info = torch.linalg.cholesky_ex(A)
             if bool((info != 0).any()):
                 factor = torch.linalg.cholesky(A.to(torch.float64))
@@ -234,12 +260,11 @@ def fit_logistic(
                                                  preconditioner=preconditioner)
     if not converged:
         warnings.warn(f"Logistic probe did not converge in {max_iter} iterations; raise max_iter or lower C.",
-                      ConvergenceWarning, stacklevel=2)
-    _, W, c = weights(theta)
+                      ConvergenceWarning, stacklevel=3)
+    *_, W, c = weights(theta)
     coef = W.permute(0, 1, 3, 2)  # [L, P, K, d]
     intercept = c - (coef * mean0[:, None]).sum(-1)
-    out = (coef, intercept, n_iter.view(L, P)) if return_n_iter else (coef, intercept)
-    return out if stacked else tuple(t[0] for t in out)
+    return coef, intercept, n_iter.view(L, P)
 
 
 def logistic_logits(X: torch.Tensor, coef: torch.Tensor, intercept: torch.Tensor) -> torch.Tensor:
