@@ -160,8 +160,9 @@ def load(path: str | os.PathLike, model) -> Lens:
     info = read_json(path / CONFIG_FILE, "Lens file", fix=fix)
     for key in ("kind", "config", "n_layers", "d_model"):
         require(info, key, path / CONFIG_FILE, fix=fix)
-    if info["kind"] not in registry():
-        raise DataError(f"{path / CONFIG_FILE} names lens kind {info.get('kind')!r}; known: {sorted(REGISTRY)}.")
+    kinds = registry()
+    if info["kind"] not in kinds:
+        raise DataError(f"{path / CONFIG_FILE} names lens kind {info.get('kind')!r}; known: {sorted(kinds)}.")
     if (info["n_layers"], info["d_model"]) != (n_layers(model), int(model.cfg.d_model)):
         raise DataError(f"The lens in {path} was made for {info['n_layers']} layers x d_model {info['d_model']} "
                         f"({info.get('model')}); this model has {n_layers(model)} x {model.cfg.d_model}. "
@@ -174,4 +175,4 @@ def load(path: str | os.PathLike, model) -> Lens:
                       UserWarning, stacklevel=2)
     device = next(model.parameters()).device
     tensors = read_tensors(path / WEIGHTS_FILE, "Lens file", device=str(device), fix=fix)
-    return REGISTRY[info["kind"]].from_files(model, info, tensors)
+    return kinds[info["kind"]].from_files(model, info, tensors)

@@ -104,8 +104,9 @@ def causality(lre: LRE, model: HookedModel, relation: Relation, *, rank: int | N
     return _rate(logits.argmax(-1) == t.target[dst], len(t.target))
 
 
-def sweep(model: HookedModel, relation: Relation, *, layers=None, betas=(0.5, 1, 2, 3, 5), ranks=None, n_train: int = RelationConfig.n_train,
-          seed: int = 0, method: str = "jacobian", progress: bool = True) -> list[dict]:
+def sweep(model: HookedModel, relation: Relation, *, layers=None, betas=(0.5, 1, 2, 3, 5), ranks=None,
+          n_train: int = RelationConfig.n_train, seed: int = 0, method: str = "jacobian",
+          progress: bool = True) -> list[dict]:
     """Faithfulness per (layer, β) and causality per (layer, rank): rows for one table.
 
     Rows: ``{"layer", "beta", "rank", "faithfulness", "causality", "n", "n_test"}`` (``rank``

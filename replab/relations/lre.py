@@ -110,9 +110,9 @@ def load_lre(path: str | os.PathLike) -> LRE:
                m["object_hook"], m["relation"], m["method"], train)
 
 
-def fit_lre(model: HookedModel, relation: Relation, *, subject_layer: int, object_layer: int | None = None, n_train: int = RelationConfig.n_train,
-            beta: float = 1.0, method: str = "jacobian", seed: int = 0, train: tuple[Sample, ...] | None = None,
-            batch_size: int = 8) -> LRE:
+def fit_lre(model: HookedModel, relation: Relation, *, subject_layer: int, object_layer: int | None = None,
+            n_train: int = RelationConfig.n_train, beta: float = 1.0, method: str = "jacobian", seed: int = 0,
+            train: tuple[Sample, ...] | None = None, batch_size: int = 8) -> LRE:
     """Fit an LRE of ``relation`` from ``subject_layer`` to ``object_layer`` (default: the last).
 
     Args:

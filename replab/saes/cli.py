@@ -131,7 +131,6 @@ def run_eval(args: argparse.Namespace) -> int:
     """Execute ``eval-sae``; returns the exit code."""
     from replab.activations import ActivationStore
     from replab.saes import load
-
     from replab.saes.runkind import evaluate_store_sae, sae_rows
 
     store = ActivationStore.open(args.store)
