@@ -388,9 +388,10 @@ class LogisticProbe(Probe, ClassifierMixin, BaseEstimator):
         F, T = len(folds), len(names)
         columns = [np.searchsorted(classes, np.asarray(targets[t])) for t in names for _ in range(F)]
         train = np.zeros((n, T * F + 1), dtype=bool)  # numpy: torch's parallel fills stall on shared cores
-        for j in range(T):
-            for k, (tr, _) in enumerate(folds):
-                train[tr, j * F + k] = True
+        test = np.zeros((F, n))
+        for k, (tr, te) in enumerate(folds):
+            train[tr, k:T * F:F] = True  # column j * F + k: target j on fold k
+            test[k, te] = 1.0
         refit_classes = None
         if refit is not None:
             refit_classes, refit_idx = encode_labels(refit, n, "refit labels")
@@ -399,9 +400,6 @@ class LogisticProbe(Probe, ClassifierMixin, BaseEstimator):
                 train[:, -1] = True
         train = torch.from_numpy(np.ascontiguousarray(train[:, : len(columns)]))
         labels = torch.from_numpy(np.stack(columns, 1))
-        test = np.zeros((F, n))
-        for k, (_, te) in enumerate(folds):
-            test[k, te] = 1.0
         self._check_params()
         with solver_threads(logistic_macs(Xs.numel(), labels.shape[1], len(classes)), Xs.device):
             coef, intercept, n_iter = fit_logistic(Xs, labels, train, len(classes), C=float(self.C),
