@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import math
 
 import numpy as np
 import pandas as pd
 import plotly.io as pio
 import pytest
+import torch
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.model_selection import KFold, StratifiedKFold, cross_val_score
 from sklearn.pipeline import make_pipeline
@@ -19,6 +22,7 @@ from replab.errors import DataError, HookNameError
 from replab.probes import (LogisticProbe, MeanDiffProbe, RidgeProbe, control_labels, load_probe, online_codelength,
                            shuffled_labels, sweep)
 from replab.probes.base import as_features
+from replab.probes.logistic import fit_logistic
 from replab.probes.cli import register
 from replab.probes.runkind import probe_store
 from replab.probes.folds import make_folds
@@ -63,6 +67,42 @@ def test_sweep_batched_across_layers_equals_one_layer_at_a_time(probes):
         np.testing.assert_array_equal(b.predict(arrays[hook]), a.predict(arrays[hook]))
     with pytest.raises(DataError, match="layers_per_batch must be >= 1"):
         sweep(stacked, probes=probes, progress=False, layers_per_batch=0)
+
+
+def test_progress_ticks_each_fit_as_it_converges(monkeypatch):
+    sweep_module = importlib.import_module("replab.probes.sweep")  # (the package exports the function as `sweep`)
+    bars = []
+
+    class Recorder:  # stands in for tqdm: records every tick
+        def __init__(self, total, **kwargs):
+            self.total, self.ticks = total, []
+            bars.append(self)
+
+        def update(self, n=1):
+            self.ticks.append(n)
+
+        def close(self):
+            pass
+
+    monkeypatch.setattr(sweep_module, "tqdm", Recorder)
+    store = planted_store(n_layers=3)
+    sweep(store, probes=["logistic", "meandiff"], cv=4, mdl=True, seed=0, layers_per_batch=3)
+    (bar,) = bars
+    # 3 hooks x (2 probes x (4 folds x 3 targets + refit) + 2 codelengths), every one ticked once
+    assert bar.total == 3 * (2 * (4 * 3 + 1) + 2) == sum(bar.ticks)
+    logistic_ticks = len(bar.ticks) - 3 - 6  # meandiff ticks once per hook, MDL once per codelength
+    assert logistic_ticks > 1  # the batched logistic solve ticks as its problems converge, not once per batch
+
+    X = torch.from_numpy(np.stack([store[h] for h in store.hooks]))
+    y = (store.metadata["label"] == "positive").to_numpy()
+    labels = torch.from_numpy(np.stack([y, shuffled_labels(y, 0)], 1).astype(np.int64))
+    ticks = []
+    fit_logistic(X, labels, torch.ones(len(y), 2, dtype=torch.bool), 2, progress=ticks.append)
+    assert sum(ticks) == 3 * 2 and len(ticks) > 1  # the planted task converges before the shuffled labels
+    ticks.clear()
+    with pytest.warns(ConvergenceWarning):  # problems stopped by max_iter are ticked too
+        fit_logistic(X, labels, torch.ones(len(y), 2, dtype=torch.bool), 2, max_iter=1, progress=ticks.append)
+    assert sum(ticks) == 3 * 2
 
 
 def test_ridge_and_meandiff_sweeps_match_per_fold_references():

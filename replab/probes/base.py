@@ -270,17 +270,23 @@ class Probe(abc.ABC):
         """
 
     def cross_validate_stack(self, Xs: torch.Tensor, targets: Mapping[str, np.ndarray], folds: Folds, *,
-                             refit=None) -> list[tuple[dict[str, np.ndarray], "Probe"]]:
+                             refit=None, progress: Callable[[int], None] | None = None,
+                             ) -> list[tuple[dict[str, np.ndarray], "Probe"]]:
         """``cross_validate`` on each feature set of a stack ``[L, n, d]`` (e.g. layers).
 
         Returns one ``(scores, probe)`` per feature set, the probe a clone of ``self`` (fitted on
         all rows when ``refit`` is given). Probes that can batch the feature sets (logistic)
         override this; the default runs them one at a time.
+
+        ``progress`` is called with the number of fits (feature set x fold x target, and each
+        refit) that just finished; the calls add up to ``L x (folds x targets + refit)``.
         """
         out = []
         for X in Xs:
             probe = self.clone()
             out.append((probe.cross_validate(X, targets, folds, refit=refit), probe))
+            if progress is not None:
+                progress(len(folds) * len(targets) + (refit is not None))
         return out
 
     @abc.abstractmethod

@@ -34,7 +34,8 @@ _dot = torch.linalg.vecdot  # per-row dot products of [B, D] tensors
 
 def lbfgs_batched(fg: Objective, x0: torch.Tensor, *, tol: float = 1e-4, ftol: float = 0.0,
                   max_iter: int = 1000, history: int = 10,
-                  preconditioner: PreconditionerFactory | None = None) -> tuple[torch.Tensor, torch.Tensor, bool]:
+                  preconditioner: PreconditionerFactory | None = None,
+                  progress: Callable[[int], None] | None = None) -> tuple[torch.Tensor, torch.Tensor, bool]:
     """Minimise P independent smooth functions at once, one L-BFGS per row of ``x0``.
 
     Every problem keeps its own curvature pairs, step length and stopping test (largest
@@ -62,6 +63,8 @@ def lbfgs_batched(fg: Objective, x0: torch.Tensor, *, tol: float = 1e-4, ftol: f
         max_iter: iterations.
         history: curvature pairs kept.
         preconditioner: see ``PreconditionerFactory``.
+        progress: called with the number of problems that just finished, whenever some do (the
+            calls add up to ``len(x0)``; for a progress bar).
 
     Returns:
         ``(x [P, D], n_iter [P], converged)``: the iterations each problem ran (scipy's ``nit``);
@@ -107,6 +110,8 @@ def lbfgs_batched(fg: Objective, x0: torch.Tensor, *, tol: float = 1e-4, ftol: f
     while it < max_iter:
         if not bool(live.all()):  # drop the finished problems
             done = (~live).nonzero().flatten()
+            if progress is not None:
+                progress(len(done))
             out.index_copy_(0, rows.index_select(0, done), x.index_select(0, done))
             n_iter.index_fill_(0, rows.index_select(0, done), it)
             keep = live.nonzero().flatten()
@@ -180,4 +185,6 @@ def lbfgs_batched(fg: Objective, x0: torch.Tensor, *, tol: float = 1e-4, ftol: f
         live = ok & (g.abs().amax(1) > tol) & (f_old - f > ftol * f_old.abs().clamp_min(1.0))
     out.index_copy_(0, rows, x)
     n_iter.index_fill_(0, rows, it)
+    if progress is not None and len(rows):  # stopped by max_iter
+        progress(len(rows))
     return out, n_iter, not bool(live.any())

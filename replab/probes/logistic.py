@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import functools
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -87,6 +87,7 @@ def fit_logistic(
     tol: float = 1e-4,
     max_iter: int = 1000,
     return_n_iter: bool = False,
+    progress: Callable[[int], None] | None = None,
 ) -> tuple[torch.Tensor, ...]:
     """Fit P standardised L2 logistic regressions on the rows of ``X`` selected per problem.
 
@@ -101,6 +102,8 @@ def fit_logistic(
         tol: stop a problem when its largest gradient entry is below ``tol`` (scikit-learn's ``tol``).
         max_iter: L-BFGS iterations.
         return_n_iter: also return the iterations each problem ran, ``n_iter [P]`` (``[L, P]``).
+        progress: called with the number of problems that just converged, as they do (the calls
+            add up to ``L x P``; for a progress bar over long fits).
 
     Returns:
         ``coef [P, K', d]`` and ``intercept [P, K']`` (K' = 1 for binary; ``[L, ...]`` in front
@@ -109,14 +112,16 @@ def fit_logistic(
     """
     stacked = X.ndim == 3
     with torch.inference_mode():  # no autograd bookkeeping: a tenth of a many-problem fit is per-op dispatch
-        coef, intercept, n_iter = _solve(X if stacked else X[None], labels, train, n_classes, C, tol, max_iter)
+        coef, intercept, n_iter = _solve(X if stacked else X[None], labels, train, n_classes, C, tol, max_iter,
+                                         progress)
     # clones made outside inference mode are ordinary tensors (callers may update them in place)
     out = tuple(t.clone() for t in ((coef, intercept, n_iter) if return_n_iter else (coef, intercept)))
     return out if stacked else tuple(t[0] for t in out)
 
 
 def _solve(X: torch.Tensor, labels: torch.Tensor, train: torch.Tensor, n_classes: int, C: float, tol: float,
-           max_iter: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+           max_iter: int, progress: Callable[[int], None] | None,
+           ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``fit_logistic`` on a stack ``X [L, n, d]``: ``coef [L, P, K', d]``, ``intercept [L, P, K']``,
     ``n_iter [L, P]``."""
     L, n, d = X.shape
@@ -257,7 +262,7 @@ def _solve(X: torch.Tensor, labels: torch.Tensor, train: torch.Tensor, n_classes
     with solver_threads(logistic_macs(X.numel(), P, n_classes), dev):
         theta, n_iter, converged = lbfgs_batched(fg, torch.zeros(L * P, n_w + K, dtype=torch.float64, device=dev),
                                                  tol=tol, ftol=2 * torch.finfo(dt).eps, max_iter=max_iter,
-                                                 preconditioner=preconditioner)
+                                                 preconditioner=preconditioner, progress=progress)
     if not converged:
         warnings.warn(f"Logistic probe did not converge in {max_iter} iterations; raise max_iter or lower C.",
                       ConvergenceWarning, stacklevel=3)
@@ -377,9 +382,11 @@ class LogisticProbe(Probe, ClassifierMixin, BaseEstimator):
         return scores
 
     def cross_validate_stack(self, Xs: torch.Tensor, targets: Mapping[str, np.ndarray], folds: Folds, *,
-                             refit=None) -> list[tuple[dict[str, np.ndarray], "LogisticProbe"]]:
+                             refit=None, progress: Callable[[int], None] | None = None,
+                             ) -> list[tuple[dict[str, np.ndarray], "LogisticProbe"]]:
         """``cross_validate`` for every feature set of ``Xs [L, n, d]`` in one batch of
-        ``L x (folds x targets + 1)`` problems (one matrix product per L-BFGS evaluation)."""
+        ``L x (folds x targets + 1)`` problems (one matrix product per L-BFGS evaluation);
+        ``progress`` is told of each problem as it converges (see ``Probe.cross_validate_stack``)."""
         n = Xs.shape[1]
         names = list(targets)
         classes = np.unique(np.concatenate([np.asarray(targets[t]) for t in names]))
@@ -404,7 +411,7 @@ class LogisticProbe(Probe, ClassifierMixin, BaseEstimator):
         with solver_threads(logistic_macs(Xs.numel(), labels.shape[1], len(classes)), Xs.device):
             coef, intercept, n_iter = fit_logistic(Xs, labels, train, len(classes), C=float(self.C),
                                                    tol=float(self.tol), max_iter=int(self.max_iter),
-                                                   return_n_iter=True)
+                                                   return_n_iter=True, progress=progress)
             correct = (_predict_index(logistic_logits(Xs, coef, intercept)).cpu() == labels).double()  # [L, n, P]
             # correct test rows per fold and problem, counted exactly in torch on the solver's threads (numpy's
             # BLAS would run this on all cores, and its idle worker then spins ~0.1 s)
@@ -420,6 +427,8 @@ class LogisticProbe(Probe, ClassifierMixin, BaseEstimator):
                 probe.n_iter_ = n_iter[layer, -1:].cpu().numpy().astype(np.int32)
             elif refit is not None:
                 probe.fit(X, refit)
+                if progress is not None:
+                    progress(1)
             scores = {t: accuracy[layer, ks, j * F + ks] for j, t in enumerate(names)}  # fold k's problem, fold k's rows
             out.append((scores, probe))
         return out

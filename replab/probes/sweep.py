@@ -167,7 +167,8 @@ def sweep(
             target and layer together). Default: as many as fit in 64 MiB on the CPU (four
             copies of each hook's activations: a small store's hooks together, larger hooks one
             at a time), on a GPU in a quarter of its free memory.
-        progress: show a progress bar over hooks.
+        progress: show a progress bar over the fits (hook x probe x fold x target, and each
+            refit), ticked as each converges.
 
     Returns:
         A ``SweepResult`` (table, figures, best probe per hook, optional MDL table).
@@ -213,7 +214,11 @@ def sweep(
     mdl_rows: list[dict[str, Any]] = []
     best: dict[str, Probe] = {}
     every: dict[tuple[str, str], Probe] = {}
-    bar = tqdm(total=len(hook_list), desc="probe sweep", unit="hook", disable=not progress)
+    mdl_tasks = ("task", "control") if control else ("task",)
+    # one tick per fit (hook x probe x fold x target, and each refit) and per MDL codelength, as each finishes:
+    # a batch of hooks is solved at once, so counting hooks would leave the bar still until the batch ends
+    per_hook = len(probe_objs) * (len(folds) * len(targets) + 1) + (len(mdl_tasks) if mdl else 0)
+    bar = tqdm(total=per_hook * len(hook_list), desc="probe sweep", unit="fit", disable=not progress)
     n_logits = len(classes) if task == "classification" else 1
     for chunk in _hook_batches(data, hook_list, layers_per_batch, device):
         width = math.prod(np.shape(data.arrays[chunk[0]])[1:])
@@ -222,7 +227,8 @@ def sweep(
                             device):
             Xs = [as_features(data.arrays[h], what=f"Activations of {h}").to(device) for h in chunk]
             Xs = Xs[0][None] if len(Xs) == 1 else torch.stack(Xs)
-        results = {p.name: p.cross_validate_stack(Xs, targets, folds, refit=labels) for p in probe_objs}
+        results = {p.name: p.cross_validate_stack(Xs, targets, folds, refit=labels, progress=bar.update)
+                   for p in probe_objs}
         for i, (hook, X) in enumerate(zip(chunk, Xs)):
             layer = hook_layer(hook)
             means, fitted = {}, {}
@@ -245,12 +251,12 @@ def sweep(
                 every[(hook, name)] = probe
             best[hook] = fitted[max(means, key=means.get)]
             if mdl:
-                for t in ("task", "control") if control else ("task",):
+                for t in mdl_tasks:
                     r = online_codelength(X, targets[t], classes=np.arange(len(classes)), seed=seed, C=mdl_C)
                     mdl_rows.append({"hook": hook, "layer": layer, "probe": "logistic", "task": t,
                                      "codelength": r["codelength"], "uniform_codelength": r["uniform_codelength"],
                                      "compression": r["compression"], "n": r["n"]})
-            bar.update(1)
+                    bar.update(1)
     bar.close()
     table = pd.DataFrame(rows)
     mdl_table = pd.DataFrame(mdl_rows) if mdl else None
