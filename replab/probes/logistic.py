@@ -134,9 +134,14 @@ def _solve(X: torch.Tensor, labels: torch.Tensor, train: torch.Tensor, n_classes
     cnt = M.sum(0)
     if bool((cnt == 0).any()):
         raise DataError("A logistic problem has no training rows; every fold needs training data.")
-    mu = (M.T @ Xc) / cnt[:, None]  # [L, P, d] training mean per problem
-    var = (weighted_squares(M, Xc) / cnt[:, None] - mu.square()).clamp_min(0)
-    sd = var.sqrt()
+    # training mean and std per problem [L, P, d], computed once per distinct row set (the task and its
+    # baselines share each fold's)
+    rowsets, of = torch.unique(train.to(dev), dim=1, return_inverse=True)
+    Mu = rowsets.to(dt)
+    cnt_u = Mu.sum(0)[:, None]
+    mu_u = (Mu.T @ Xc) / cnt_u
+    var_u = (weighted_squares(Mu, Xc) / cnt_u - mu_u.square()).clamp_min(0)
+    mu, sd = mu_u[:, of], var_u.sqrt()[:, of]
     floor = 1e-6 * sd.amax((1, 2), keepdim=True).clamp_min(1e-30)
     sd = torch.where(sd > floor, sd, torch.ones_like(sd))  # constant columns: scale 1
     labels = labels.to(dev)
