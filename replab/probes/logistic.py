@@ -136,8 +136,8 @@ def _solve(X: torch.Tensor, labels: torch.Tensor, train: torch.Tensor, n_classes
         raise DataError("A logistic problem has no training rows; every fold needs training data.")
     # training mean and std per problem [L, P, d], computed once per distinct row set (the task and its
     # baselines share each fold's)
-    rowsets, of = torch.unique(train.to(dev), dim=1, return_inverse=True)
-    Mu = rowsets.to(dt)
+    rowsets, of = torch.unique(train.cpu().to(torch.uint8), dim=1, return_inverse=True)
+    Mu, of = rowsets.to(dev, dt), of.to(dev)
     cnt_u = Mu.sum(0)[:, None]
     mu_u = (Mu.T @ Xc) / cnt_u
     var_u = (weighted_squares(Mu, Xc) / cnt_u - mu_u.square()).clamp_min(0)
