@@ -185,6 +185,6 @@ def lbfgs_batched(fg: Objective, x0: torch.Tensor, *, tol: float = 1e-4, ftol: f
         live = ok & (g.abs().amax(1) > tol) & (f_old - f > ftol * f_old.abs().clamp_min(1.0))
     out.index_copy_(0, rows, x)
     n_iter.index_fill_(0, rows, it)
-    if progress is not None and len(rows):  # stopped by max_iter
+    if progress is not None and len(rows):  # still held at max_iter (unconverged, or finished on the last step)
         progress(len(rows))
     return out, n_iter, not bool(live.any())
