@@ -175,13 +175,15 @@ def test_regression_and_meandiff_specific_errors():
 
 
 def _quadratics(A, b, dtype=torch.float64, asked=None):
-    """``fg`` of f_p(x) = x A_p x / 2 - b_p x (minimum at A_p^-1 b_p), gradients in ``dtype``;
-    ``asked`` collects the problems each call evaluates."""
+    """``fg`` of f_p(x) = x A_p x / 2 - b_p x (minimum at A_p^-1 b_p), gradients in ``dtype``,
+    reporting ``f`` itself as the preconditioner's value; ``asked`` collects the problems each call
+    evaluates."""
     def fg(x, rows):
         if asked is not None:
             asked.append(rows.tolist())
         Ax = torch.einsum("pij,pj->pi", A[rows], x)
-        return 0.5 * (x * Ax).sum(1) - (b[rows] * x).sum(1), (Ax - b[rows]).to(dtype)
+        f = 0.5 * (x * Ax).sum(1) - (b[rows] * x).sum(1)
+        return f, (Ax - b[rows]).to(dtype), f
     return fg
 
 
@@ -214,13 +216,31 @@ def test_lbfgs_batched_solves_each_problem_to_its_own_optimum():
         def factory(s, y, rows):  # called for the failed unit first steps, then for the accepted ones
             chosen = (s * y).sum(1) / (s * s).sum(1) > 2
             seen.update(rows[chosen].tolist())
-            return (lambda q, rows: torch.einsum("pij,pj->pi", torch.linalg.inv(A[rows]), q)), chosen
+            return (lambda q, rows, h: torch.einsum("pij,pj->pi", torch.linalg.inv(A[rows]), q)), chosen
         return factory
 
     x2, it2, converged = lbfgs_batched(quadratics(A, b), torch.zeros(P, D, dtype=torch.float64), tol=1e-10,
                                        preconditioner=exact(A))
     assert converged and seen == {1, 2, 3}
     np.testing.assert_allclose(x2.numpy(), x.numpy(), rtol=1e-6, atol=1e-8)
+    # M is told each problem's value at its current iterate: f(x0) = 0 first (not the rejected unit
+    # step's, where f > 0), then the accepted iterates', which only decrease
+    told = []
+
+    def rough(s, y, rows):  # an inexact inverse Hessian, so that the problems take several steps
+        def M(q, rows, h):
+            told.extend(zip(rows.tolist(), h.tolist()))
+            return torch.einsum("pij,pj->pi", torch.linalg.inv(A[rows] + 3 * torch.diag_embed(A[rows][:, 0]).abs()), q)
+        return M, (s * y).sum(1) / (s * s).sum(1) > 2
+
+    x3, _, converged = lbfgs_batched(quadratics(A, b), torch.zeros(P, D, dtype=torch.float64), tol=1e-10,
+                                     preconditioner=rough)
+    assert converged and {q for q, _ in told} == {1, 2, 3}
+    np.testing.assert_allclose(x3.numpy(), x.numpy(), rtol=1e-6, atol=1e-8)
+    for p in (1, 2, 3):
+        values = [v for q, v in told if q == p]
+        assert values[0] == 0.0 and len(values) > 3
+        assert all(b <= a for a, b in zip(values, values[1:])) and values[-1] < 0
     _, it3, converged = lbfgs_batched(quadratics(A[1:], b[1:]), torch.zeros(P - 1, D, dtype=torch.float64),
                                       tol=1e-10, preconditioner=exact(A[1:]))
     assert converged and it3.max() <= 3 < n_iter.max()  # one plain step, then Newton steps

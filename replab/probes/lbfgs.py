@@ -12,15 +12,17 @@ from collections.abc import Callable
 
 import torch
 
-Objective = Callable[[torch.Tensor, torch.Tensor], "tuple[torch.Tensor, torch.Tensor]"]
-"""``(x [B, D], rows [B] long) -> (f [B], g [B, D])``: value and gradient of the problems ``rows``
-(indices into ``x0``, ascending) at ``x``. ``f`` in float64 (the line search compares values);
-``g`` in the precision of the search directions and curvature pairs (float32 halves their
-memory traffic when the gradient is only float32-accurate anyway)."""
+Objective = Callable[[torch.Tensor, torch.Tensor], "tuple[torch.Tensor, torch.Tensor, torch.Tensor]"]
+"""``(x [B, D], rows [B] long) -> (f [B], g [B, D], h [B])``: value and gradient of the problems
+``rows`` (indices into ``x0``, ascending) at ``x``, and a value ``h`` that the preconditioner reads
+(e.g. the loss's curvature there; any ``[B]`` tensor if there is no preconditioner). ``f`` in
+float64 (the line search compares values); ``g`` in the precision of the search directions and
+curvature pairs (float32 halves their memory traffic when the gradient is only float32-accurate
+anyway)."""
 
-Preconditioner = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-"""``(q [B, D], rows [B] long) -> M q``, ``M`` a fixed positive-definite approximation of each
-problem's inverse Hessian."""
+Preconditioner = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+"""``(q [B, D], rows [B] long, h [B]) -> M q``, ``M`` a positive-definite approximation of each
+problem's inverse Hessian at its current iterate, where the objective reported ``h``."""
 
 PreconditionerFactory = Callable[[torch.Tensor, torch.Tensor, torch.Tensor],
                                  "tuple[Preconditioner, torch.Tensor] | None"]
@@ -75,7 +77,7 @@ def lbfgs_batched(fg: Objective, x0: torch.Tensor, *, tol: float = 1e-4, ftol: f
     rows = torch.arange(len(x0), device=x0.device)
     n_iter = torch.zeros_like(rows)
     x = x0.clone()
-    f, g = fg(x, rows)
+    f, g, h = fg(x, rows)
     live = g.abs().amax(1) > tol
     # curvature pairs of the live problems: slots of S, Y [history, B, D] and RHO [history, B],
     # `order` lists the filled slots oldest first (a pair with rho = 0 is skipped by the recursion)
@@ -90,9 +92,9 @@ def lbfgs_batched(fg: Objective, x0: torch.Tensor, *, tol: float = 1e-4, ftol: f
         if M is None or not bool(pre.any()):
             return v
         if bool(pre.all()):
-            return M(v, rows)
+            return M(v, rows, h)
         idx = pre.nonzero().flatten()
-        return v.index_copy(0, idx, M(v.index_select(0, idx), rows.index_select(0, idx)))
+        return v.index_copy(0, idx, M(v.index_select(0, idx), rows.index_select(0, idx), h.index_select(0, idx)))
 
     def choose(s: torch.Tensor, y: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
         """Show the candidates' step to the factory; the newly preconditioned problems [B] bool."""
@@ -115,7 +117,7 @@ def lbfgs_batched(fg: Objective, x0: torch.Tensor, *, tol: float = 1e-4, ftol: f
             out.index_copy_(0, rows.index_select(0, done), x.index_select(0, done))
             n_iter.index_fill_(0, rows.index_select(0, done), it)
             keep = live.nonzero().flatten()
-            x, f, g, rows, pre, shown = (t.index_select(0, keep) for t in (x, f, g, rows, pre, shown))
+            x, f, g, h, rows, pre, shown = (t.index_select(0, keep) for t in (x, f, g, h, rows, pre, shown))
             S, Y, RHO = S.index_select(1, keep), Y.index_select(1, keep), RHO.index_select(1, keep)
         if not len(rows):
             break
@@ -133,13 +135,14 @@ def lbfgs_batched(fg: Objective, x0: torch.Tensor, *, tol: float = 1e-4, ftol: f
             alphas.append(a)
         # initial matrix: gamma * I with scipy's scaling (first step: unit length, as L-BFGS-B),
         # or M itself, already to scale
-        if order:
+        if bool(pre.all()):
+            gamma = g.new_ones(len(g))
+        elif order:
             last = order[-1]
             gamma = torch.where(RHO[last] > 0, 1.0 / (RHO[last] * _dot(Y[last], Y[last])).clamp_min(1e-300),
-                                1.0 / g.norm(dim=1).clamp_min(1e-300))
+                                1.0 / g.norm(dim=1).clamp_min(1e-300)).masked_fill_(pre, 1.0)
         else:
-            gamma = 1.0 / g.norm(dim=1).clamp_min(1e-300)
-        gamma = gamma.masked_fill(pre, 1.0)
+            gamma = (1.0 / g.norm(dim=1).clamp_min(1e-300)).masked_fill_(pre, 1.0)
         r = precondition(q).mul_(gamma[:, None])
         for i, a in zip(order, reversed(alphas)):
             r.addcmul_(Ss[i], a.sub(_dot(Ys[i], r).mul_(Rs[i])).unsqueeze(1))
@@ -152,11 +155,11 @@ def lbfgs_batched(fg: Objective, x0: torch.Tensor, *, tol: float = 1e-4, ftol: f
         t, pending = torch.ones_like(slope), None
         for k in range(40):  # backtracking (Armijo) per problem, to the minimum of a quadratic fit
             if pending is None:  # every problem
-                fn, gn = fg(torch.addcmul(x, t[:, None], step), rows)
+                fn, gn, hn = fg(torch.addcmul(x, t[:, None], step), rows)
             else:  # only the problems whose step is not yet accepted
                 idx = pending.nonzero().flatten()
-                fe, ge = fg(torch.addcmul(x, t[:, None], step).index_select(0, idx), rows.index_select(0, idx))
-                fn, gn = fn.index_copy(0, idx, fe), gn.index_copy(0, idx, ge)
+                fe, ge, he = fg(torch.addcmul(x, t[:, None], step).index_select(0, idx), rows.index_select(0, idx))
+                fn, gn, hn = fn.index_copy(0, idx, fe), gn.index_copy(0, idx, ge), hn.index_copy(0, idx, he)
             ok = fn <= f + 1e-4 * t * slope
             if bool(ok.all()):
                 break
@@ -177,11 +180,11 @@ def lbfgs_batched(fg: Objective, x0: torch.Tensor, *, tol: float = 1e-4, ftol: f
         if not bool(ok.all()):  # a problem whose line search failed keeps its point and finishes
             s_new.mul_(ok[:, None])
             y_new.mul_(ok[:, None])
-            fn, gn = torch.where(ok, fn, f), torch.where(ok[:, None], gn, g)
+            fn, gn, hn = torch.where(ok, fn, f), torch.where(ok[:, None], gn, g), torch.where(ok, hn, h)
         sy = _dot(s_new, y_new)
         RHO[slot] = torch.where(sy > 1e-12, 1.0 / sy.clamp_min(1e-300), 0.0)
         x.add_(s_new)
-        f_old, f, g = f, fn, gn
+        f_old, f, g, h = f, fn, gn, hn
         live = ok & (g.abs().amax(1) > tol) & (f_old - f > ftol * f_old.abs().clamp_min(1.0))
     out.index_copy_(0, rows, x)
     n_iter.index_fill_(0, rows, it)
