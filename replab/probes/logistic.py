@@ -99,8 +99,8 @@ def rescaled_inverse(r: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     relative error at most ``1 / T_2((1 + r) / (1 - r))``: 3.2% at ``r = 0.6``, 22% at ``r = 0.25``,
     exact at ``r = 1``.
     """
-    den = 2 * (1 + r).square() - (1 - r).square()
-    return 8 / den, -8 * (1 - r) / den
+    alpha = 8 / (r * (r + 6) + 1)  # 8 / (2 (1 + r)^2 - (1 - r)^2)
+    return alpha, (r - 1) * alpha
 
 
 def weighted_squares(M: torch.Tensor, X: torch.Tensor, block_bytes: int = 2**20) -> torch.Tensor:
@@ -241,7 +241,7 @@ def _solve(X: torch.Tensor, labels: torch.Tensor, train: torch.Tensor, n_classes
         c = theta[..., n_w:].reshape(L, -1, K).to(dt) - (mu_k * W).sum(2)  # [L, P, K]
         return V, V32, W, c
 
-    def fg(theta: torch.Tensor, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def fg(theta: torch.Tensor, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         (cols, inv_sd_a, mu_a, lab_a, labw_a, w_a, reg_a), layer, pos, _ = columns(rows)  # problems still running
         Pa = len(cols)
         V, V32, W, c = weights(to_grid(theta, rows, layer, pos, cols), inv_sd_a, mu_a)
@@ -250,7 +250,8 @@ def _solve(X: torch.Tensor, labels: torch.Tensor, train: torch.Tensor, n_classes
             U = Z.mul_(lab_a)
             loss_i = torch.nn.functional.softplus(U)
             R = torch.sigmoid(U)
-            h = torch.linalg.vecdot(torch.addcmul(R, R, R, value=-1.0), w_a).flatten(1)  # mean p (1 - p), for M
+            h = (torch.linalg.vecdot(torch.addcmul(R, R, R, value=-1.0), w_a).flatten(1) if preconditioned
+                 else torch.full((L, Pa), curv, dtype=dt, device=dev))  # mean p (1 - p), once M may read it
             R.mul_(labw_a)  # (sigmoid(z) - y) * w
         else:
             loss_i = torch.logsumexp(Z, 2, keepdim=True) - (Z * lab_a).sum(2, keepdim=True)
@@ -266,6 +267,9 @@ def _solve(X: torch.Tensor, labels: torch.Tensor, train: torch.Tensor, n_classes
         return from_grid(f, rows, layer, pos), from_grid(g, rows, layer, pos), from_grid(h, rows, layer, pos)
 
     curv = (n_classes - 1) / n_classes**2  # softmax curvature at theta = 0 (binary: 1/4)
+    preconditioned = False  # fg reports the mean curvature (h) once a problem is (a pass over [P, n]); until then
+    # curv, its value at theta = 0, where the first preconditioned step starts (one chosen after an accepted
+    # first step starts from curv too)
     inverses: dict[float, torch.Tensor] = {}  # regularisation -> [L, d, d], made once each
 
     @functools.cache
@@ -335,8 +339,10 @@ def _solve(X: torch.Tensor, labels: torch.Tensor, train: torch.Tensor, n_classes
         # a binary problem's current mean curvature; each problem's training standardisation
         # approximated by its layer's: one factor per layer and regularisation (the folds share one),
         # built from the layer's rows alone.
+        nonlocal preconditioned
         along = (s * y).sum(1) / (s * s).sum(1).clamp_min(1e-300)
         chosen = along > ANISOTROPY * (curv + reg_of[rows % P])
+        preconditioned = preconditioned or bool(chosen.any())
         return (apply, chosen) if bool(chosen.any()) else None
 
     with solver_threads(logistic_macs(X.numel(), P, n_classes), dev):
