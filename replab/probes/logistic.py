@@ -267,9 +267,10 @@ def _solve(X: torch.Tensor, labels: torch.Tensor, train: torch.Tensor, n_classes
         return from_grid(f, rows, layer, pos), from_grid(g, rows, layer, pos), from_grid(h, rows, layer, pos)
 
     curv = (n_classes - 1) / n_classes**2  # softmax curvature at theta = 0 (binary: 1/4)
-    preconditioned = False  # fg reports the mean curvature (h) once a problem is (a pass over [P, n]); until then
-    # curv, its value at theta = 0, where the first preconditioned step starts (one chosen after an accepted
-    # first step starts from curv too)
+    preconditioned = False  # fg computes the mean curvature h (a pass over [P, n]) once a problem is; before,
+    # it reports curv, h's value at theta = 0. The flag turns on after the first trial steps are evaluated, so a
+    # problem's path does not depend on the batch: one switched after its first step fails starts from theta = 0,
+    # one switched after an accepted first step starts from curv too (its point was evaluated before the flag).
     inverses: dict[float, torch.Tensor] = {}  # regularisation -> [L, d, d], made once each
 
     @functools.cache
