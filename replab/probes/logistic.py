@@ -63,7 +63,7 @@ def gram(X: torch.Tensor) -> torch.Tensor:
 
 
 def spd_inverse(A: torch.Tensor) -> torch.Tensor:
-    """``A^-1`` for each symmetric positive-definite ``A [L, d, d]``, in place of ``A`` if contiguous.
+    """``A^-1`` for each symmetric positive-definite ``A [L, d, d]`` (on the CPU in place of ``A``, if contiguous).
 
     On the CPU through LAPACK's ``potrf`` + ``potri`` on each matrix where it lies (a C-order matrix
     is its own transpose in Fortran order) with torch's thread count: torch's ``cholesky_inverse``
@@ -343,8 +343,10 @@ def _solve(X: torch.Tensor, labels: torch.Tensor, train: torch.Tensor, n_classes
         nonlocal preconditioned
         along = (s * y).sum(1) / (s * s).sum(1).clamp_min(1e-300)
         chosen = along > ANISOTROPY * (curv + reg_of[rows % P])
-        preconditioned = preconditioned or bool(chosen.any())
-        return (apply, chosen) if bool(chosen.any()) else None
+        if not bool(chosen.any()):
+            return None
+        preconditioned = True
+        return apply, chosen
 
     with solver_threads(logistic_macs(X.numel(), P, n_classes), dev):
         theta, n_iter, converged = lbfgs_batched(fg, torch.zeros(L * P, n_w + K, dtype=torch.float64, device=dev),
