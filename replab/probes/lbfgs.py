@@ -86,12 +86,13 @@ def lbfgs_batched(fg: Objective, x0: torch.Tensor, *, tol: float = 1e-4, ftol: f
     order: list[int] = []
     M: Preconditioner | None = None
     pre = torch.zeros_like(live)  # on the preconditioned L-BFGS
+    pre_any = pre_all = False  # (pre.any(), pre.all(): kept in Python, each test is a device sync)
     shown = torch.zeros_like(live)  # shown to the preconditioner in their first line search
 
     def precondition(v: torch.Tensor) -> torch.Tensor:
-        if M is None or not bool(pre.any()):
+        if not pre_any:
             return v
-        if bool(pre.all()):
+        if pre_all:
             return M(v, rows, h)
         idx = pre.nonzero().flatten()
         return v.index_copy(0, idx, M(v.index_select(0, idx), rows.index_select(0, idx), h.index_select(0, idx)))
@@ -119,6 +120,8 @@ def lbfgs_batched(fg: Objective, x0: torch.Tensor, *, tol: float = 1e-4, ftol: f
             keep = live.nonzero().flatten()
             x, f, g, h, rows, pre, shown = (t.index_select(0, keep) for t in (x, f, g, h, rows, pre, shown))
             S, Y, RHO = S.index_select(1, keep), Y.index_select(1, keep), RHO.index_select(1, keep)
+            if pre_any:
+                pre_any, pre_all = bool(pre.any()), bool(pre.all())
         if not len(rows):
             break
         it += 1
@@ -126,6 +129,7 @@ def lbfgs_batched(fg: Objective, x0: torch.Tensor, *, tol: float = 1e-4, ftol: f
             new = choose(S[order[-1]], Y[order[-1]], ~shown)
             if bool(new.any()):
                 pre = pre | new
+                pre_any, pre_all = True, bool(pre.all())
                 RHO.masked_fill_(new, 0.0)  # their history restarts
         q, alphas = g.clone(), []
         Ss, Ys, Rs = S.unbind(), Y.unbind(), RHO.unbind()  # views: indexing per pair is an op each
@@ -135,7 +139,7 @@ def lbfgs_batched(fg: Objective, x0: torch.Tensor, *, tol: float = 1e-4, ftol: f
             alphas.append(a)
         # initial matrix: gamma * I with scipy's scaling (first step: unit length, as L-BFGS-B),
         # or M itself, already to scale
-        if bool(pre.all()):
+        if pre_all:
             gamma = g.new_ones(len(g))
         elif order:
             last = order[-1]
@@ -143,49 +147,57 @@ def lbfgs_batched(fg: Objective, x0: torch.Tensor, *, tol: float = 1e-4, ftol: f
                                 1.0 / g.norm(dim=1).clamp_min(1e-300)).masked_fill_(pre, 1.0)
         else:
             gamma = (1.0 / g.norm(dim=1).clamp_min(1e-300)).masked_fill_(pre, 1.0)
-        r = precondition(q).mul_(gamma[:, None])
-        for i, a in zip(order, reversed(alphas)):
-            r.addcmul_(Ss[i], a.sub(_dot(Ys[i], r).mul_(Rs[i])).unsqueeze(1))
+        r = precondition(q)
+        if not pre_all:
+            r.mul_(gamma[:, None])
+        for i, a in zip(order, reversed(alphas)):  # r += s_i (a_i - rho_i y_i^T r)
+            r.addcmul_(Ss[i], torch.addcmul(a, Rs[i], _dot(Ys[i], r), value=-1.0).unsqueeze(1))
         step = r.neg_()
         slope = _dot(g, step)
         uphill = slope >= 0
         if bool(uphill.any()):  # keep descent: (preconditioned) steepest descent where the direction is not
             step = torch.where(uphill[:, None], -gamma[:, None] * precondition(g), step)
             slope = _dot(g, step)
-        t, pending = torch.ones_like(slope), None
+        t, pending = None, None  # t: step lengths once any differs from 1
         for k in range(40):  # backtracking (Armijo) per problem, to the minimum of a quadratic fit
-            if pending is None:  # every problem
-                fn, gn, hn = fg(torch.addcmul(x, t[:, None], step), rows)
+            if t is None:  # every problem, unit steps
+                fn, gn, hn = fg(x + step, rows)
+                ok = fn <= torch.add(f, slope, alpha=1e-4)
             else:  # only the problems whose step is not yet accepted
                 idx = pending.nonzero().flatten()
                 fe, ge, he = fg(torch.addcmul(x, t[:, None], step).index_select(0, idx), rows.index_select(0, idx))
                 fn, gn, hn = fn.index_copy(0, idx, fe), gn.index_copy(0, idx, ge), hn.index_copy(0, idx, he)
-            ok = fn <= f + 1e-4 * t * slope
-            if bool(ok.all()):
+                ok = fn <= f + 1e-4 * t * slope
+            all_ok = bool(ok.all())
+            if all_ok:
                 break
+            if t is None:
+                t = torch.ones_like(slope)
             fit = -slope * t * t / (2 * (fn - f - slope * t)).clamp_min(1e-300)
             t = torch.where(ok, t, torch.minimum(torch.maximum(fit.to(t.dtype), 0.1 * t), 0.5 * t))
             if preconditioner is not None and it == 1 and k == 0:  # unit first steps that failed
                 shown = ~ok
                 new = choose(step, gn - g, shown)
                 if bool(new.any()):
-                    pre = new
+                    pre, pre_any, pre_all = new, True, bool(new.all())
                     step = torch.where(pre[:, None], -precondition(g), step)  # retry with M's own step
                     slope = _dot(g, step)
                     t = t.masked_fill(pre, 1.0)
             pending = ~ok
         slot = order.pop(0) if len(order) == history else len(order)
         order.append(slot)
-        s_new, y_new = torch.mul(step, t[:, None], out=S[slot]), torch.sub(gn, g, out=Y[slot])
-        if not bool(ok.all()):  # a problem whose line search failed keeps its point and finishes
+        s_new = S[slot].copy_(step) if t is None else torch.mul(step, t[:, None], out=S[slot])
+        y_new = torch.sub(gn, g, out=Y[slot])
+        if not all_ok:  # a problem whose line search failed keeps its point and finishes
             s_new.mul_(ok[:, None])
             y_new.mul_(ok[:, None])
             fn, gn, hn = torch.where(ok, fn, f), torch.where(ok[:, None], gn, g), torch.where(ok, hn, h)
         sy = _dot(s_new, y_new)
-        RHO[slot] = torch.where(sy > 1e-12, 1.0 / sy.clamp_min(1e-300), 0.0)
+        torch.reciprocal(torch.where(sy > 1e-12, sy, torch.inf), out=RHO[slot])  # 0: a pair without curvature, skipped
         x.add_(s_new)
         f_old, f, g, h = f, fn, gn, hn
-        live = ok & (g.abs().amax(1) > tol) & (f_old - f > ftol * f_old.abs().clamp_min(1.0))
+        # (a failed line search kept f, so its problem stops here)
+        live = (torch.linalg.vector_norm(g, float("inf"), 1) > tol) & (f_old - f > ftol * f_old.abs().clamp_min(1.0))
     out.index_copy_(0, rows, x)
     n_iter.index_fill_(0, rows, it)
     if progress is not None and len(rows):  # still held at max_iter (unconverged, or finished on the last step)
