@@ -48,7 +48,11 @@ CHILD = textwrap.dedent("""
                 freeze()
         shards.ShardWriter.append = hooked
     if mode == "sigint":  # through the real entry point, which turns Ctrl-C into a clean exit
+        import signal
         from replab.cli import main
+        # Ctrl-C as a terminal's foreground process gets it (a process started in the background inherits an
+        # ignored SIGINT, and Python then installs no KeyboardInterrupt handler)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         sys.exit(main(argv))
     parser = argparse.ArgumentParser()
     cli.register(parser.add_subparsers())
