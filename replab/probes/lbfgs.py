@@ -78,7 +78,7 @@ def lbfgs_batched(fg: Objective, x0: torch.Tensor, *, tol: float = 1e-4, ftol: f
     n_iter = torch.zeros_like(rows)
     x = x0.clone()
     f, g, h = fg(x, rows)
-    live = g.abs().amax(1) > tol
+    live = torch.linalg.vector_norm(g, float("inf"), 1) > tol  # largest gradient entry, as scipy's gtol
     # curvature pairs of the live problems: slots of S, Y [history, B, D] and RHO [history, B],
     # `order` lists the filled slots oldest first (a pair with rho = 0 is skipped by the recursion)
     S = g.new_zeros(history, *x.shape)

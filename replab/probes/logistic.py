@@ -227,7 +227,7 @@ def _solve(X: torch.Tensor, labels: torch.Tensor, train: torch.Tensor, n_classes
         values = reg_of[cols].tolist()  # grouped in Python: torch's unique + nonzero took ~0.1 ms per layout
         groups = [(v, torch.tensor([i for i, u in enumerate(values) if u == v], device=dev))
                   for v in dict.fromkeys(values)]
-        sliced = tuple(t.index_select(ax, cols)[lo:hi] if ax else t.index_select(ax, cols) for t, ax in zip(per, axes))
+        sliced = tuple(t[lo:hi].index_select(1, cols) if ax else t.index_select(0, cols) for t, ax in zip(per, axes))
         seen[:] = [*seen[-1:], (rows, ((cols, *sliced), rows // P - lo, pos, groups, slice(lo, hi)))]
         return seen[-1][1]
 
