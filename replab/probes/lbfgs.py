@@ -34,6 +34,12 @@ valid for every problem chosen so far (it may be called twice)."""
 _dot = torch.linalg.vecdot  # per-row dot products of [B, D] tensors
 
 
+def _largest(g: torch.Tensor) -> torch.Tensor:
+    """Largest absolute entry of each row of ``g [B, D]`` (scipy's ``gtol`` test; 4x faster on the CPU
+    than ``vector_norm(g, inf, 1)``, ~11 vs ~45 us at 40 x 257)."""
+    return g.abs().amax(1)
+
+
 def lbfgs_batched(fg: Objective, x0: torch.Tensor, *, tol: float = 1e-4, ftol: float = 0.0,
                   max_iter: int = 1000, history: int = 10,
                   preconditioner: PreconditionerFactory | None = None,
@@ -78,7 +84,7 @@ def lbfgs_batched(fg: Objective, x0: torch.Tensor, *, tol: float = 1e-4, ftol: f
     n_iter = torch.zeros_like(rows)
     x = x0.clone()
     f, g, h = fg(x, rows)
-    live = torch.linalg.vector_norm(g, float("inf"), 1) > tol  # largest gradient entry, as scipy's gtol
+    live = _largest(g) > tol
     # curvature pairs of the live problems: slots of S, Y [history, B, D] and RHO [history, B],
     # `order` lists the filled slots oldest first (a pair with rho = 0 is skipped by the recursion)
     S = g.new_zeros(history, *x.shape)
@@ -197,7 +203,7 @@ def lbfgs_batched(fg: Objective, x0: torch.Tensor, *, tol: float = 1e-4, ftol: f
         x.add_(s_new)
         f_old, f, g, h = f, fn, gn, hn
         # (a failed line search kept f, so its problem stops here)
-        live = (torch.linalg.vector_norm(g, float("inf"), 1) > tol) & (f_old - f > ftol * f_old.abs().clamp_min(1.0))
+        live = (_largest(g) > tol) & (f_old - f > ftol * f_old.abs().clamp_min(1.0))
     out.index_copy_(0, rows, x)
     n_iter.index_fill_(0, rows, it)
     if progress is not None and len(rows):  # still held at max_iter (unconverged, or finished on the last step)

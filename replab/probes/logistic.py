@@ -253,10 +253,15 @@ def _solve(X: torch.Tensor, labels: torch.Tensor, train: torch.Tensor, n_classes
         return V, V32, W, c
 
     def fg(theta: torch.Tensor, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        nonlocal at_zero
         (cols, inv_sd_a, mu_a, lab_a, labw_a, w_a, reg_a), layer, pos, _, live = columns(rows)  # problems running
         nl, Pa = live.stop - live.start, len(cols)
         V, V32, W, c = weights(to_grid(theta, rows, layer, pos, cols, nl), inv_sd_a, mu_a)
-        Z = (W.transpose(2, 3).reshape(nl, Pa * K, d) @ XcT[live]).view(nl, Pa, K, n).add_(c[..., None])
+        if at_zero:  # lbfgs_batched's first evaluation, at x0 = 0: every logit is 0, no product needed
+            at_zero = False
+            Z = W.new_zeros(nl, Pa, K, n)
+        else:
+            Z = (W.transpose(2, 3).reshape(nl, Pa * K, d) @ XcT[live]).view(nl, Pa, K, n).add_(c[..., None])
         if K == 1:
             U = Z.mul_(lab_a)
             loss_i = torch.nn.functional.softplus(U)
@@ -277,6 +282,7 @@ def _solve(X: torch.Tensor, labels: torch.Tensor, train: torch.Tensor, n_classes
         g = torch.cat([gV.reshape(nl, Pa, n_w), rs], 2)  # in the activations' precision (see lbfgs_batched)
         return from_grid(f, rows, layer, pos), from_grid(g, rows, layer, pos), from_grid(h, rows, layer, pos)
 
+    at_zero = True  # (the start point below)
     curv = (n_classes - 1) / n_classes**2  # softmax curvature at theta = 0 (binary: 1/4)
     preconditioned = False  # fg computes the mean curvature h (a pass over [P, n]) once a problem is; before,
     # it reports curv, h's value at theta = 0. The flag turns on after the first trial steps are evaluated, so a
