@@ -16,6 +16,8 @@ from replab.probes import LogisticProbe, control_labels, shuffled_labels, sweep
 from replab.probes import threads as threads_mod
 from replab.probes.logistic import fit_logistic, gram, rescaled_inverse, spd_inverse, weighted_squares
 from replab.probes.threads import MACS_PER_THREAD, solver_threads
+from replab.probes import workspace
+from replab.probes.workspace import reuse, scratch
 
 
 def test_solver_threads_caps_small_cpu_solves_and_restores_the_setting():
@@ -49,6 +51,39 @@ def test_capped_solve_equals_the_uncapped_one(monkeypatch):
         torch.set_num_threads(before)
     for a, b in zip(capped, free):
         np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-4, atol=1e-5)
+
+
+def test_scratch_reuses_one_buffer_per_dtype_only_inside_reuse(monkeypatch):
+    cpu = torch.device("cpu")
+    with reuse():  # below glibc's mmap threshold: ordinary tensors
+        assert scratch((4, 5), torch.float32, cpu).data_ptr() != scratch((4, 5), torch.float32, cpu).data_ptr()
+    monkeypatch.setattr(workspace, "MMAP_MAX", 0)
+    assert scratch((4, 5), torch.float32, cpu).data_ptr() != scratch((4, 5), torch.float32, cpu).data_ptr()
+    with reuse():
+        a = scratch((4, 5), torch.float32, cpu)
+        b = scratch((2, 3), torch.float32, cpu)  # smaller: a view of the same memory
+        assert b.shape == (2, 3) and b.data_ptr() == a.data_ptr()
+        c = scratch((2, 3), torch.float64, cpu)  # another dtype, another buffer
+        assert c.dtype == torch.float64 and c.data_ptr() != a.data_ptr()
+        d = scratch((10, 10), torch.float32, cpu)  # larger: the buffer grows
+        assert d.shape == (10, 10) and d.is_contiguous()
+        assert scratch((10, 10), torch.float32, cpu).data_ptr() == d.data_ptr()
+    assert scratch((10, 10), torch.float32, cpu).data_ptr() != d.data_ptr()  # released with the block
+
+
+def test_fits_in_a_reused_buffer_equal_fits_in_fresh_memory(monkeypatch):
+    monkeypatch.setattr(workspace, "MMAP_MAX", 0)  # (these activations are small)
+    rng = np.random.default_rng(1)
+    X = torch.from_numpy((rng.normal(size=(2, 200, 12)) + 5).astype(np.float32))
+    y = torch.from_numpy((rng.random((200, 4)) < 0.5).astype(np.int64))
+    train = torch.from_numpy(rng.random((200, 4)) < 0.8)
+    fresh, fresh_one = fit_logistic(X, y, train, 2), fit_logistic(X[:1], y, train, 2)
+    with reuse():
+        buf = scratch((10_000,), torch.float32, torch.device("cpu")).fill_(float("nan"))  # stale contents must not leak
+        first, again = fit_logistic(X, y, train, 2), fit_logistic(X[:1], y, train, 2)  # the second reuses the first's
+        assert not buf[: X.numel()].isnan().any()  # the fits centred their activations there
+    for want, got in zip((*fresh, *fresh_one), (*first, *again)):
+        torch.testing.assert_close(got, want, rtol=0, atol=0)
 
 
 def test_weighted_squares_in_row_blocks_equal_the_whole_product():

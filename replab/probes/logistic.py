@@ -28,6 +28,7 @@ from replab.errors import DataError
 from replab.probes.base import Folds, Probe, as_features, encode_labels, unit
 from replab.probes.lbfgs import lbfgs_batched
 from replab.probes.threads import logistic_macs, solver_threads
+from replab.probes.workspace import scratch
 
 
 ANISOTROPY = 4.0
@@ -180,7 +181,8 @@ def _solve(X: torch.Tensor, labels: torch.Tensor, train: torch.Tensor, n_classes
     K = 1 if n_classes == 2 else n_classes
     dev, dt = X.device, X.dtype
     mean0 = X.mean(1, keepdim=True)  # [L, 1, d]
-    Xc = X - mean0  # centring first keeps the folded standardisation accurate in float32
+    # centring first keeps the folded standardisation accurate in float32 (in a sweep: into a reused buffer)
+    Xc = torch.sub(X, mean0, out=scratch(X.shape, dt, dev))
     M = train.to(dev, dt)
     cnt = M.sum(0)
     if bool((cnt == 0).any()):
