@@ -86,6 +86,21 @@ def test_fits_in_a_reused_buffer_equal_fits_in_fresh_memory(monkeypatch):
         torch.testing.assert_close(got, want, rtol=0, atol=0)
 
 
+def test_center_in_a_reused_buffer_equals_the_float64_formula(monkeypatch):
+    from replab.probes.folds import center
+
+    monkeypatch.setattr(workspace, "MMAP_MAX", 0)
+    rng = np.random.default_rng(2)
+    X, X2 = (torch.from_numpy((rng.normal(size=(50, 6)) + 100).astype(np.float32)) for _ in range(2))
+    want, before = X.to(torch.float64) - X.to(torch.float64).mean(0), X.clone()
+    with reuse():
+        Xc, mean = center(X)
+        torch.testing.assert_close(Xc, want, rtol=0, atol=0)
+        torch.testing.assert_close(mean, X.to(torch.float64).mean(0), rtol=0, atol=0)
+        assert center(X2)[0].data_ptr() == Xc.data_ptr()  # the next centring reuses the buffer
+    torch.testing.assert_close(X, before, rtol=0, atol=0)  # the input is untouched
+
+
 def test_weighted_squares_in_row_blocks_equal_the_whole_product():
     rng = np.random.default_rng(0)
     X = torch.from_numpy(rng.normal(size=(2, 30, 5)))

@@ -15,6 +15,7 @@ import torch
 from replab.errors import DataError
 from replab.probes.base import Folds
 from replab.probes.inputs import check_class_counts
+from replab.probes.workspace import scratch
 
 
 def make_folds(y: np.ndarray, *, task: str, cv: int = 5, groups: np.ndarray | None = None, seed: int = 0,
@@ -61,10 +62,14 @@ def make_folds(y: np.ndarray, *, task: str, cv: int = 5, groups: np.ndarray | No
 
 
 def center(X: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(X - mean(X), mean(X))`` in float64. Centring changes no probe's solution, only rounding."""
-    X64 = X.to(torch.float64)
-    mean = X64.mean(0)
-    return X64 - mean, mean
+    """``(X - mean(X), mean(X))`` in float64. Centring changes no probe's solution, only rounding.
+
+    The centred copy is the float64 ``scratch`` tensor (``workspace``: in a sweep, one reused buffer),
+    valid until the next one: one float64 allocation instead of two (a 20,000 x 768 hook: 123 MB each).
+    """
+    Xc = scratch(tuple(X.shape), torch.float64, X.device).copy_(X)
+    mean = Xc.mean(0)
+    return Xc.sub_(mean), mean
 
 
 def fold_grams(Xc: torch.Tensor, folds: Folds) -> Iterator[tuple[torch.Tensor, torch.Tensor, int]]:
