@@ -69,6 +69,10 @@ def test_scratch_reuses_one_buffer_per_dtype_only_inside_reuse(monkeypatch):
         assert d.shape == (10, 10) and d.is_contiguous()
         assert scratch((10, 10), torch.float32, cpu).data_ptr() == d.data_ptr()
     assert scratch((10, 10), torch.float32, cpu).data_ptr() != d.data_ptr()  # released with the block
+    with reuse():  # a buffer made inside inference mode (as fit_logistic's) is still writable outside it
+        with torch.inference_mode():
+            scratch((4,), torch.float64, cpu).fill_(1.0)
+        assert scratch((4,), torch.float64, cpu).copy_(torch.zeros(4)).sum() == 0
 
 
 def test_fits_in_a_reused_buffer_equal_fits_in_fresh_memory(monkeypatch):

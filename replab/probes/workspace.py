@@ -45,5 +45,6 @@ def scratch(shape: tuple[int, ...], dtype: torch.dtype, device: torch.device) ->
         return torch.empty(shape, dtype=dtype, device=device)
     buf = buffers.get(dtype)
     if buf is None or buf.numel() < numel:
-        buf = buffers[dtype] = torch.empty(numel, dtype=dtype)
+        with torch.inference_mode(False):  # an ordinary tensor: usable in place inside inference mode and out of it
+            buf = buffers[dtype] = torch.empty(numel, dtype=dtype)
     return buf[:numel].view(shape)
