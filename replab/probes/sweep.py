@@ -259,6 +259,7 @@ def sweep(
                                          "codelength": r["codelength"], "uniform_codelength": r["uniform_codelength"],
                                          "compression": r["compression"], "n": r["n"]})
                         bar.update(1)
+            del Xs, X  # (freed before the next batch is read: the reused buffer is then the only other copy held)
     bar.close()
     table = pd.DataFrame(rows)
     mdl_table = pd.DataFrame(mdl_rows) if mdl else None
