@@ -67,7 +67,7 @@ def center(X: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     The centred copy is the float64 ``scratch`` tensor (``workspace``: in a sweep, one reused buffer),
     valid until the next one: one float64 allocation instead of two (a 20,000 x 768 hook: 123 MB each).
     """
-    Xc = scratch(tuple(X.shape), torch.float64, X.device).copy_(X)
+    Xc = scratch(X.shape, torch.float64, X.device).copy_(X)
     mean = Xc.mean(0)
     return Xc.sub_(mean), mean
 

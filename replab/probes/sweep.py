@@ -128,6 +128,7 @@ def _hook_batches(data: Data, hooks: list[str], per_batch: int | None, device) -
     return batches
 
 
+@reuse()  # the fits centre each batch of hooks into one reused buffer (workspace.py)
 def sweep(
     store: ActivationSource,
     hooks: str | Sequence[str] | None = None,
@@ -221,45 +222,44 @@ def sweep(
     per_hook = len(probe_objs) * (len(folds) * len(targets) + 1) + (len(mdl_tasks) if mdl else 0)
     bar = tqdm(total=per_hook * len(hook_list), desc="probe sweep", unit="fit", disable=not progress)
     n_logits = len(classes) if task == "classification" else 1
-    with reuse():  # the fits centre each batch of hooks into one reused buffer (workspace.py)
-        for chunk in _hook_batches(data, hook_list, layers_per_batch, device):
-            width = math.prod(np.shape(data.arrays[chunk[0]])[1:])
-            # the activations' checks and copies on as many threads as the batch's fit (each probe picks its own)
-            with solver_threads(logistic_macs(len(chunk) * data.n * width, len(targets) * len(folds) + 1, n_logits),
-                                device):
-                Xs = [as_features(data.arrays[h], what=f"Activations of {h}").to(device) for h in chunk]
-                Xs = Xs[0][None] if len(Xs) == 1 else torch.stack(Xs)
-            results = {p.name: p.cross_validate_stack(Xs, targets, folds, refit=labels, progress=bar.update)
-                       for p in probe_objs}
-            for i, (hook, X) in enumerate(zip(chunk, Xs)):
-                layer = hook_layer(hook)
-                means, fitted = {}, {}
-                for probe in probe_objs:
-                    scores, fitted[probe.name] = results[probe.name][i]  # also fitted on all rows
-                    means[probe.name] = scores["task"].mean()
-                    for t, sc in scores.items():
-                        row = {"hook": hook, "layer": layer, "probe": probe.name, "task": t, "metric": probe.metric,
-                               "mean": float(sc.mean()), "std": float(sc.std()), "n": data.n, "folds": len(folds)}
-                        if control and t == "task":
-                            diff = sc - scores["control"]
-                            row.update(selectivity=float(diff.mean()), selectivity_std=float(diff.std()))
-                        rows.append(row)
-                for name, probe in fitted.items():
-                    probe._provenance(hook, position, model)
-                    probe.meta.update({"layer": layer, "target": target if isinstance(target, str) else "array",
-                                       "cv_metric": probe.metric, "cv_mean": float(means[name]),
-                                       **({"model_hash": data.manifest["model_hash"]}
-                                          if data.manifest.get("model_hash") else {})})
-                    every[(hook, name)] = probe
-                best[hook] = fitted[max(means, key=means.get)]
-                if mdl:
-                    for t in mdl_tasks:
-                        r = online_codelength(X, targets[t], classes=np.arange(len(classes)), seed=seed, C=mdl_C)
-                        mdl_rows.append({"hook": hook, "layer": layer, "probe": "logistic", "task": t,
-                                         "codelength": r["codelength"], "uniform_codelength": r["uniform_codelength"],
-                                         "compression": r["compression"], "n": r["n"]})
-                        bar.update(1)
-            del Xs, X  # (freed before the next batch is read: the reused buffer is then the only other copy held)
+    for chunk in _hook_batches(data, hook_list, layers_per_batch, device):
+        width = math.prod(np.shape(data.arrays[chunk[0]])[1:])
+        # the activations' checks and copies on as many threads as the batch's fit (each probe picks its own)
+        with solver_threads(logistic_macs(len(chunk) * data.n * width, len(targets) * len(folds) + 1, n_logits),
+                            device):
+            Xs = [as_features(data.arrays[h], what=f"Activations of {h}").to(device) for h in chunk]
+            Xs = Xs[0][None] if len(Xs) == 1 else torch.stack(Xs)
+        results = {p.name: p.cross_validate_stack(Xs, targets, folds, refit=labels, progress=bar.update)
+                   for p in probe_objs}
+        for i, (hook, X) in enumerate(zip(chunk, Xs)):
+            layer = hook_layer(hook)
+            means, fitted = {}, {}
+            for probe in probe_objs:
+                scores, fitted[probe.name] = results[probe.name][i]  # also fitted on all rows
+                means[probe.name] = scores["task"].mean()
+                for t, sc in scores.items():
+                    row = {"hook": hook, "layer": layer, "probe": probe.name, "task": t, "metric": probe.metric,
+                           "mean": float(sc.mean()), "std": float(sc.std()), "n": data.n, "folds": len(folds)}
+                    if control and t == "task":
+                        diff = sc - scores["control"]
+                        row.update(selectivity=float(diff.mean()), selectivity_std=float(diff.std()))
+                    rows.append(row)
+            for name, probe in fitted.items():
+                probe._provenance(hook, position, model)
+                probe.meta.update({"layer": layer, "target": target if isinstance(target, str) else "array",
+                                   "cv_metric": probe.metric, "cv_mean": float(means[name]),
+                                   **({"model_hash": data.manifest["model_hash"]}
+                                      if data.manifest.get("model_hash") else {})})
+                every[(hook, name)] = probe
+            best[hook] = fitted[max(means, key=means.get)]
+            if mdl:
+                for t in mdl_tasks:
+                    r = online_codelength(X, targets[t], classes=np.arange(len(classes)), seed=seed, C=mdl_C)
+                    mdl_rows.append({"hook": hook, "layer": layer, "probe": "logistic", "task": t,
+                                     "codelength": r["codelength"], "uniform_codelength": r["uniform_codelength"],
+                                     "compression": r["compression"], "n": r["n"]})
+                    bar.update(1)
+        del Xs, X  # (freed before the next batch is read: the reused buffer is then the only other copy held)
     bar.close()
     table = pd.DataFrame(rows)
     mdl_table = pd.DataFrame(mdl_rows) if mdl else None
