@@ -66,11 +66,10 @@ def gram(X: torch.Tensor) -> torch.Tensor:
 def spd_inverse(A: torch.Tensor) -> torch.Tensor:
     """``A^-1`` for each symmetric positive-definite ``A [L, d, d]`` (on the CPU in place of ``A``, if contiguous).
 
-    On the CPU through LAPACK with torch's thread count: each matrix is factored (``potrf``) in one
-    reused scratch matrix and solved against the identity (``potrs``) where it lies, which fills the
-    whole inverse with triangular solves, BLAS's fastest kernels here (4 x 256 x 256: 2.5 ms,
-    against 3.5 ms for ``potri``'s triangular inverse and its mirrored half, 3.7 ms for torch's
-    ``cholesky_inverse``). The result is symmetric to round-off.
+    On the CPU through LAPACK with torch's thread count: each matrix is factored (``potrf``) and
+    inverted from its factor (``potri``) where it lies, then the computed half is mirrored onto the
+    other (4 x 256 x 256, one thread: 3.3-4.0 ms against 4.4-5.6 ms for ``potrf`` + ``potrs``
+    against the identity, interleaved in one process; 3.7 ms for torch's ``cholesky_inverse``).
 
     Raises:
         torch.linalg.LinAlgError: ``A`` is not positive definite in its precision.
@@ -80,20 +79,17 @@ def spd_inverse(A: torch.Tensor) -> torch.Tensor:
     from scipy.linalg import lapack  # (only preconditioned fits need it)
 
     A = A.contiguous()  # (so that LAPACK overwrites it rather than a copy)
-    potrf, potrs = lapack.get_lapack_funcs(("potrf", "potrs"), dtype=A.numpy().dtype)
-    factor = np.empty_like(A.numpy()[0])
-    eye = np.eye(A.shape[-1], dtype=factor.dtype)
+    potrf, potri = lapack.get_lapack_funcs(("potrf", "potri"), dtype=A.numpy().dtype)
     with _blas().limit(limits=torch.get_num_threads(), user_api="blas"):
-        for a in A.numpy():  # (a symmetric matrix is its own transpose, so C order reads as Fortran order)
-            np.copyto(factor, a)
-            c, info = potrf(factor.T, lower=0, clean=0, overwrite_a=1)
+        for a in A.numpy():  # a C-order matrix read in Fortran order is its transpose: the same, as it is symmetric
+            c, info = potrf(a.T, lower=0, clean=0, overwrite_a=1)
             if info == 0:
-                np.copyto(a, eye)
-                _, info = potrs(c, a.T, lower=0, overwrite_b=1)
+                _, info = potri(c, lower=0, overwrite_c=1)
             if info != 0:
                 raise torch.linalg.LinAlgError(f"A {a.shape[0]}-square matrix is not positive definite (LAPACK "
                                                f"info {info}).")
-    return A
+    lower = A.tril_()  # (the Fortran upper half is the C-order lower one)
+    return lower.add_(lower.transpose(1, 2).triu(1))
 
 
 def rescaled_inverse(r: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
