@@ -253,7 +253,7 @@ def main() -> None:
         "weights; problems whose first step shows an ill-conditioned loss (curvature along it above 4x its "
         "average: the control and shuffled labels on the world model's anisotropic activations, not the "
         "isotropic synthetic store) switch to L-BFGS preconditioned by the inverse Hessian at zero (one "
-        "Gram matrix and Cholesky factor per hook, inverted by LAPACK in place with triangular solves), rescaled "
+        "Gram matrix and Cholesky factor per hook, inverted by LAPACK in place, `potri`), rescaled "
         "to each binary "
         "problem's current mean curvature (one more product per step, no new factor), which cuts their "
         "iterations from ~250 to ~8; the solve and the sweep's checks and copies of the activations use one "
