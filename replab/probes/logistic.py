@@ -498,7 +498,8 @@ class LogisticProbe(Probe, ClassifierMixin, BaseEstimator):
         if len(classes) < 2:
             raise DataError("The labels have a single class; a classifier needs at least two.")
         F, T = len(folds), len(names)
-        columns = [np.searchsorted(classes, np.asarray(targets[t])) for t in names for _ in range(F)]
+        indices = {t: np.searchsorted(classes, np.asarray(targets[t])) for t in names}
+        columns = [indices[t] for t in names for _ in range(F)]  # one label column per fold and target
         train = np.zeros((n, T * F + 1), dtype=bool)  # numpy: torch's parallel fills stall on shared cores
         test = np.zeros((F, n))
         for k, (tr, te) in enumerate(folds):
