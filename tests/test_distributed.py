@@ -49,15 +49,20 @@ def _same_store(a: ActivationStore, b: ActivationStore) -> None:
         assert np.array_equal(np.asarray(a.metadata[c]), np.asarray(b.metadata[c])), c
 
 
-def _worker(rank: int, world: int, port: int, ckpt: str, out: str, die_after_commit: bool) -> None:
+def _worker(rank: int, world: int, port: int, ckpt: str, out: str, die: str) -> None:
+    """One rank of a capture; ``die``: "commit" (rank 1 exits after committing its first shard), "finish"
+    (rank 0 exits once its part is complete, before the part's run.json is finished) or "" (no failure)."""
     import torch.distributed as dist
 
     import replab
     from replab.activations import shards
+    from replab.runs import Run
 
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
     model = replab.load_model(ckpt)
-    if die_after_commit:
+    if die == "finish" and rank == 0:
+        Run.finish = lambda self, metrics=None: os._exit(3)  # (its first finish is its part's)
+    if die == "commit":
         # Different settings on the two ranks are refused on both, before anything is written.
         with pytest.raises(distributed.DistributedError, match="dtype: rank 0 has \"float32\", rank 1 has \"float16\""):
             capture(model, _corpus(), HOOKS, out=out, dtype=["float32", "float16"][rank], **KW)
@@ -88,11 +93,11 @@ def test_killed_rank_resumes_to_the_single_process_store(tiny_checkpoint, tiny_m
     single = capture(tiny_model, _corpus(), HOOKS, out=tmp_path / "single", **KW)
     out = tmp_path / "dist"
     with pytest.raises(mp.ProcessExitedException):
-        mp.spawn(_worker, args=(2, _free_port(), tiny_checkpoint, str(out), True), nprocs=2)
+        mp.spawn(_worker, args=(2, _free_port(), tiny_checkpoint, str(out), "commit"), nprocs=2)
     part = out / "parts" / "00001-of-00002"
     assert json.loads((part / "manifest.json").read_text())["n_rows"] == ROWS_PER_SHARD  # its first shard survived
     assert not (out / "manifest.json").is_file() or not json.loads((out / "manifest.json").read_text())["complete"]
-    mp.spawn(_worker, args=(2, _free_port(), tiny_checkpoint, str(out), False), nprocs=2)
+    mp.spawn(_worker, args=(2, _free_port(), tiny_checkpoint, str(out), ""), nprocs=2)
     store = ActivationStore.open(out)
     _same_store(store, single)
     items = np.asarray(single.metadata["prompt_index"])
@@ -108,6 +113,27 @@ def test_killed_rank_resumes_to_the_single_process_store(tiny_checkpoint, tiny_m
     # rank 1's committed shard, plus whatever rank 0 committed before it was terminated
     assert ROWS_PER_SHARD <= run["metrics"]["resumed_from_rows"] < len(single)
     assert run["metrics"]["rows"] == len(single)  # "tokens" counts only what the resumed run computed
+
+
+def test_part_completed_before_its_run_json_was_finished_resumes(tiny_checkpoint, tiny_model, tmp_path):
+    """A rank killed between completing its part's shards and finishing the part's run.json (the window that
+    SIGTERM from a failed peer can hit): the relaunch takes the part as done, counts its rows as resumed and
+    its tokens as not computed again, and gives the one-process store."""
+    single = capture(tiny_model, _corpus(), HOOKS, out=tmp_path / "single", **KW)
+    out = tmp_path / "dist"
+    with pytest.raises(mp.ProcessExitedException):
+        mp.spawn(_worker, args=(2, _free_port(), tiny_checkpoint, str(out), "finish"), nprocs=2)
+    part = out / "parts" / "00000-of-00002"
+    assert json.loads((part / "manifest.json").read_text())["complete"]
+    assert json.loads((part / "run.json").read_text())["status"] == "running"  # the state that raised KeyError
+    mp.spawn(_worker, args=(2, _free_port(), tiny_checkpoint, str(out), ""), nprocs=2)
+    _same_store(ActivationStore.open(out), single)
+    run = json.loads((out / "run.json").read_text())
+    items = np.asarray(single.metadata["prompt_index"])
+    first = int(np.sum(items < 2 * (-(-(int(items.max()) + 1) // 2) // 2 + 1)))  # rows of rank 0's items
+    assert run["status"] == "complete" and run["metrics"]["rows"] == len(single)
+    assert first <= run["metrics"]["resumed_from_rows"] <= len(single)
+    assert not (out / "parts").exists()
 
 
 def test_torchrun_cli_capture_matches_one_process(tiny_checkpoint, tiny_model, tmp_path):

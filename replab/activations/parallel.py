@@ -35,6 +35,15 @@ def part_dir(out: Path, index: int, parts: int) -> Path:
     return Path(out) / PARTS / f"{index:05d}-of-{parts:05d}"
 
 
+def _complete_rows(part: Path) -> int | None:
+    """Rows of the part store at ``part`` if an earlier launch completed it, else ``None``."""
+    try:
+        manifest = shards.read_manifest(part)
+    except StoreError:  # none yet, or unreadable: the capture itself starts afresh or says what is wrong
+        return None
+    return int(manifest["n_rows"]) if manifest["complete"] else None
+
+
 def capture_parallel(model, src, hooks, settings: dict[str, Any], *, positions, out, dtype: str, batch_size: int,
                      shard_mb: float, resume: bool) -> ActivationStore:
     """Run ``replab.capture`` as one rank of the process group (called by ``capture`` itself).
@@ -78,27 +87,34 @@ def capture_parallel(model, src, hooks, settings: dict[str, Any], *, positions, 
     distributed.barrier()  # rank 0 has removed stale parts before anyone writes
 
     lo, hi = ranges[me]
+    work = {"tokens": 0, "resumed_from_rows": 0, "capture": 0.0}  # what this launch computed on this rank
     if lo < hi:
-        capture(model, src, hooks, positions=positions, out=part_dir(out, me, world), dtype=dtype,
+        part = part_dir(out, me, world)
+        done_before = _complete_rows(part) if resume else None
+        capture(model, src, hooks, positions=positions, out=part, dtype=dtype,
                 batch_size=batch_size, shard_mb=shard_mb, resume=resume, item_range=(lo, hi))
-    distributed.barrier()  # every part is complete
+        if done_before is not None:  # finished by an earlier launch (its run.json may predate it, or be unfinished)
+            work["resumed_from_rows"] = done_before
+        else:
+            info = read_json(part / "run.json", "Part of a distributed capture:")
+            work = {"tokens": info["metrics"]["tokens"], "resumed_from_rows": info["metrics"]["resumed_from_rows"],
+                    "capture": info["timings"].get("capture", 0.0)}
+    works = distributed.gather_objects(work)  # (also the barrier: every part is complete)
 
     if distributed.is_main():
         assert manifest is not None
         parts = [part_dir(out, r, world) for r, (r_lo, r_hi) in enumerate(ranges) if r_lo < r_hi]
-        part_runs = [read_json(p / "run.json", "Part of a distributed capture:") for p in parts]
-        run = Run.create(out, "capture", {**part_runs[0]["config"], "source": settings["source"], "world_size": world},
-                         model=model)
+        config = read_json(parts[0] / "run.json", "Part of a distributed capture:")["config"]
+        run = Run.create(out, "capture", {**config, "source": settings["source"], "world_size": world}, model=model)
         if (parts[0] / shards.PROMPTS).is_file():
             written = run.write_json(shards.PROMPTS, read_json(parts[0] / shards.PROMPTS, "Prompts of a capture part:"))
             manifest["prompts"] = {"sha256": shards.file_sha256(written)}
-        run.info["timings"]["capture"] = max(r["timings"].get("capture", 0.0) for r in part_runs)  # slowest rank
+        run.info["timings"]["capture"] = max(w["capture"] for w in works)  # the slowest rank
         manifest = shards.merge(out, manifest, parts, n_items, save=partial(run.write_json, shards.MANIFEST))
-        metrics = [r["metrics"] for r in part_runs]
-        tokens = sum(m["tokens"] for m in metrics)
+        tokens = sum(w["tokens"] for w in works)
         run.finish({"rows": manifest["n_rows"], "tokens": tokens, "shards": len(manifest["shards"]),
                     "tokens_per_s": tokens / max(run.info["timings"]["capture"], 1e-9), "world_size": world,
-                    "resumed_from_rows": sum(m["resumed_from_rows"] for m in metrics)})
+                    "resumed_from_rows": sum(w["resumed_from_rows"] for w in works)})
         shutil.rmtree(out / PARTS)
     distributed.barrier()
     return ActivationStore.open(out)
