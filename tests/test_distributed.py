@@ -49,6 +49,13 @@ def _same_store(a: ActivationStore, b: ActivationStore) -> None:
         assert np.array_equal(np.asarray(a.metadata[c]), np.asarray(b.metadata[c])), c
 
 
+def _rank0_rows(single: ActivationStore) -> int:
+    """Rows that rank 0 of 2 captures: its items are the first half of the batches of 2, rounded up."""
+    items = np.asarray(single.metadata["prompt_index"])
+    n_batches = -(-(int(items.max()) + 1) // 2)
+    return int(np.sum(items < 2 * (n_batches // 2 + 1)))
+
+
 def _worker(rank: int, world: int, port: int, ckpt: str, out: str, die: str) -> None:
     """One rank of a capture; ``die``: "commit" (rank 1 exits after committing its first shard), "finish"
     (rank 0 exits once its part is complete, before the part's run.json is finished) or "" (no failure)."""
@@ -101,9 +108,8 @@ def test_killed_rank_resumes_to_the_single_process_store(tiny_checkpoint, tiny_m
     store = ActivationStore.open(out)
     _same_store(store, single)
     items = np.asarray(single.metadata["prompt_index"])
-    n_batches = -(-(int(items.max()) + 1) // 2)
-    assert n_batches % 2 == 1  # an uneven split
-    first = int(np.sum(items < 2 * (n_batches // 2 + 1)))  # rows of rank 0's items
+    assert -(-(int(items.max()) + 1) // 2) % 2 == 1  # an odd number of batches: an uneven split
+    first = _rank0_rows(single)
     n_shards = -(-first // ROWS_PER_SHARD) + -(-(len(items) - first) // ROWS_PER_SHARD)
     assert [s["rows"] for s in store.manifest["shards"]].count(ROWS_PER_SHARD) == n_shards - 2
     assert verify(out) == {"rows": len(single), "shards": n_shards, "files": n_shards * 6, "complete": True}
@@ -129,8 +135,7 @@ def test_part_completed_before_its_run_json_was_finished_resumes(tiny_checkpoint
     mp.spawn(_worker, args=(2, _free_port(), tiny_checkpoint, str(out), ""), nprocs=2)
     _same_store(ActivationStore.open(out), single)
     run = json.loads((out / "run.json").read_text())
-    items = np.asarray(single.metadata["prompt_index"])
-    first = int(np.sum(items < 2 * (-(-(int(items.max()) + 1) // 2) // 2 + 1)))  # rows of rank 0's items
+    first = _rank0_rows(single)
     assert run["status"] == "complete" and run["metrics"]["rows"] == len(single)
     assert first <= run["metrics"]["resumed_from_rows"] <= len(single)
     assert not (out / "parts").exists()
