@@ -214,6 +214,8 @@ def test_lbfgs_batched_solves_each_problem_to_its_own_optimum():
 
     def exact(A):
         def factory(s, y, rows):  # called for the failed unit first steps, then for the accepted ones
+            if y is None:  # (before the first step: chooses none)
+                return None
             chosen = (s * y).sum(1) / (s * s).sum(1) > 2
             seen.update(rows[chosen].tolist())
             return (lambda q, rows, h: torch.einsum("pij,pj->pi", torch.linalg.inv(A[rows]), q)), chosen
@@ -228,6 +230,9 @@ def test_lbfgs_batched_solves_each_problem_to_its_own_optimum():
     told = []
 
     def rough(s, y, rows):  # an inexact inverse Hessian, so that the problems take several steps
+        if y is None:
+            return None
+
         def M(q, rows, h):
             told.extend(zip(rows.tolist(), h.tolist()))
             return torch.einsum("pij,pj->pi", torch.linalg.inv(A[rows] + 3 * torch.diag_embed(A[rows][:, 0]).abs()), q)
@@ -244,6 +249,40 @@ def test_lbfgs_batched_solves_each_problem_to_its_own_optimum():
     _, it3, converged = lbfgs_batched(quadratics(A[1:], b[1:]), torch.zeros(P - 1, D, dtype=torch.float64),
                                       tol=1e-10, preconditioner=exact(A[1:]))
     assert converged and it3.max() <= 3 < n_iter.max()  # one plain step, then Newton steps
+
+    # Chosen before the first step: a factory that foresees which unit first steps would fail (here
+    # exactly, from A) gives those problems the path they take after a failed trial, without the trial.
+    from replab.probes.lbfgs import ARMIJO
+
+    foreseen = set()
+
+    def foresee(A):
+        after_trial = exact(A)
+
+        def factory(s, y, rows):
+            if y is not None:
+                return after_trial(s, y, rows)
+            u = s / s.norm(dim=1, keepdim=True)  # the unit first step from x0 = 0, where f = 0
+            uAu = torch.einsum("pi,pij,pj->p", u, A[rows], u)
+            fails = 0.5 * uAu - (b[rows] * u).sum(1) > -ARMIJO * s.norm(dim=1)
+            chosen = fails & (uAu > 2)
+            foreseen.update(rows[chosen].tolist())
+            return (lambda q, rows, h: torch.einsum("pij,pj->pi", torch.linalg.inv(A[rows]), q)), chosen
+        return factory
+
+    asked.clear()
+    seen.clear()
+    x4, it4, converged = lbfgs_batched(quadratics(A, b), torch.zeros(P, D, dtype=torch.float64), tol=1e-10,
+                                       preconditioner=foresee(A))
+    calls_foreseen, chosen_after_a_step = len(asked), set(seen)
+    asked.clear()
+    _, it2_again, _ = lbfgs_batched(quadratics(A, b), torch.zeros(P, D, dtype=torch.float64), tol=1e-10,
+                                    preconditioner=exact(A))
+    assert converged and foreseen and foreseen | chosen_after_a_step == {1, 2, 3}
+    assert not foreseen & chosen_after_a_step  # (not shown again)
+    assert it4.tolist() == it2.tolist() == it2_again.tolist()  # the same iterations as after a failed trial
+    np.testing.assert_allclose(x4.numpy(), x2.numpy(), rtol=1e-12, atol=1e-14)
+    assert calls_foreseen == len(asked) - 1  # but without the trial's evaluation
 
 
 def test_lbfgs_batched_float32_gradients_reach_the_float64_optimum():

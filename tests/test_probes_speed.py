@@ -159,6 +159,39 @@ def test_rescaled_inverse_is_within_its_chebyshev_bound(r, bound):
         assert np.abs(eig - 1).max() > bound / 2
 
 
+def test_failing_first_steps_are_foreseen_and_each_problem_keeps_its_own_path(monkeypatch):
+    """On anisotropic activations, random labels fail their unit first step: the look along it on a
+    sample of the rows (``SAMPLE_ROWS`` of 2,000) chooses them before any trial, while a separable task
+    takes its step (and is chosen after it). Each problem runs the iterations, to the point, that it
+    runs in a batch of its own."""
+    from replab.probes import logistic
+
+    rng = np.random.default_rng(3)
+    n, d = 2000, 40
+    Q = np.linalg.qr(rng.normal(size=(d, d)))[0]
+    X = (rng.normal(size=(n, d)) * np.exp(-np.arange(d) / 4)) @ Q
+    labels = np.stack([(X @ Q[:, 0] > 0), *(rng.integers(0, 2, n) for _ in range(3))], 1).astype(np.int64)
+    train = torch.from_numpy(rng.random((n, 4)) < 0.8)
+    calls = []
+    solve = logistic.lbfgs_batched
+
+    def spied(fg, x0, preconditioner=None, **kw):
+        def factory(s, y, rows):
+            out = preconditioner(s, y, rows)
+            calls.append(("before" if y is None else "after", [] if out is None else rows[out[1]].tolist()))
+            return out
+        return solve(fg, x0, preconditioner=factory, **kw)
+
+    monkeypatch.setattr(logistic, "lbfgs_batched", spied)
+    Xt = torch.from_numpy(X.astype(np.float32))
+    coef, intercept, n_iter = fit_logistic(Xt, torch.from_numpy(labels), train, 2, return_n_iter=True)
+    assert calls == [("before", [1, 2, 3]), ("after", [0])]
+    for p in range(4):
+        alone = fit_logistic(Xt, torch.from_numpy(labels[:, p:p + 1]), train[:, p:p + 1], 2, return_n_iter=True)
+        assert alone[2].tolist() == [n_iter[p].item()], p
+        np.testing.assert_allclose(alone[0][0].numpy(), coef[p].numpy(), atol=1e-3 * coef[p].abs().max().item())
+
+
 def test_world_sentiment_sweep_matches_sklearn_on_all_three_label_sets(world_model, tmp_path):
     prompts = replab.datasets.load("world:sentiment")
     prompts = prompts.subset(np.random.default_rng(0).choice(len(prompts), 200, replace=False).tolist())  # seconds

@@ -24,12 +24,19 @@ Preconditioner = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tens
 """``(q [B, D], rows [B] long, h [B]) -> M q``, ``M`` a positive-definite approximation of each
 problem's inverse Hessian at its current iterate, where the objective reported ``h``."""
 
-PreconditionerFactory = Callable[[torch.Tensor, torch.Tensor, torch.Tensor],
+PreconditionerFactory = Callable[[torch.Tensor, "torch.Tensor | None", torch.Tensor],
                                  "tuple[Preconditioner, torch.Tensor] | None"]
-"""``(s [B, D], y [B, D], rows [B]) -> (M, chosen [B] bool)`` or ``None``: given a step of the
+"""``(s [B, D], y [B, D] or None, rows [B]) -> (M, chosen [B] bool)`` or ``None``: given a step of the
 problems ``rows`` and the gradient change along it, which of them to precondition, and an ``M``
-valid for every problem chosen so far (it may be called twice)."""
+valid for every problem chosen so far (it may be called up to three times). ``y is None``: before
+the first step, ``s`` the first search direction (``-g`` at ``x0``); the factory chooses the
+problems whose unit first step it can already tell would fail (from a cheap look at the objective
+along ``s``), which then skip that trial."""
 
+
+ARMIJO = 1e-4
+"""Sufficient decrease of the backtracking line search: a step ``t`` is accepted when ``f`` falls by at
+least ``ARMIJO * t * |slope|`` (Nocedal & Wright's usual value)."""
 
 _dot = torch.linalg.vecdot  # per-row dot products of [B, D] tensors
 
@@ -51,15 +58,16 @@ def lbfgs_batched(fg: Objective, x0: torch.Tensor, *, tol: float = 1e-4, ftol: f
     once (one matrix product for all), and a finished problem leaves the state.
 
     With ``preconditioner``, each problem's first step decides whether it switches to a
-    preconditioned L-BFGS (initial inverse Hessian ``M`` instead of ``gamma * I``): a problem
-    whose unit-length first step fails the line search is shown that trial step and its gradient
-    change at once (and, if chosen, retries with the step ``-M g``); one whose first step is
-    accepted is shown it after the iteration (its history then restarts). Why: building ``M``
-    costs several evaluations, which an easy or well-conditioned problem never repays, while an
-    ill-conditioned one (anisotropic activations, near-separable control or shuffled labels)
-    takes ~20x fewer iterations with it, and one step shows which is which. Each problem's
-    choice depends on its own step only, so its path does not depend on the rest of the batch;
-    the optimum and the stopping test are unchanged.
+    preconditioned L-BFGS (initial inverse Hessian ``M`` instead of ``gamma * I``). The factory is
+    first shown the first search directions, and a problem it chooses starts with the step ``-M g``
+    (it foresaw that the unit step would fail); any other problem whose unit-length first step
+    fails the line search is shown that trial step and its gradient change at once (and, if chosen,
+    retries with the step ``-M g``); one whose first step is accepted is shown it after the
+    iteration (its history then restarts). Why: building ``M`` costs several evaluations, which an
+    easy or well-conditioned problem never repays, while an ill-conditioned one (anisotropic
+    activations, near-separable control or shuffled labels) takes ~20x fewer iterations with it,
+    and one step shows which is which. Each problem's choice depends on its own step only, so its
+    path does not depend on the rest of the batch; the optimum and the stopping test are unchanged.
 
     Args:
         fg: see ``Objective``.
@@ -95,21 +103,23 @@ def lbfgs_batched(fg: Objective, x0: torch.Tensor, *, tol: float = 1e-4, ftol: f
     pre_any = pre_all = False  # (pre.any(), pre.all(): kept in Python, each test is a device sync)
     shown = torch.zeros_like(live)  # shown to the preconditioner in their first line search
 
-    def precondition(v: torch.Tensor) -> torch.Tensor:
-        if not pre_any:
+    def precondition(v: torch.Tensor, which: torch.Tensor | None = None) -> torch.Tensor:
+        """``M v`` on the preconditioned problems (or on ``which`` of them), ``v`` elsewhere."""
+        if which is None and not pre_any:
             return v
-        if pre_all:
+        if which is None and pre_all:
             return M(v, rows, h)
-        idx = pre.nonzero().flatten()
+        idx = (pre if which is None else which).nonzero().flatten()
         return v.index_copy(0, idx, M(v.index_select(0, idx), rows.index_select(0, idx), h.index_select(0, idx)))
 
-    def choose(s: torch.Tensor, y: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
+    def choose(s: torch.Tensor, y: torch.Tensor | None, candidates: torch.Tensor) -> torch.Tensor:
         """Show the candidates' step to the factory; the newly preconditioned problems [B] bool."""
         nonlocal M
         idx = candidates.nonzero().flatten()
         new = torch.zeros_like(candidates)
         if len(idx):
-            chosen = preconditioner(s.index_select(0, idx), y.index_select(0, idx), rows.index_select(0, idx))
+            chosen = preconditioner(s.index_select(0, idx), None if y is None else y.index_select(0, idx),
+                                    rows.index_select(0, idx))
             if chosen is not None:
                 M = chosen[0]
                 new[idx] = chosen[1]
@@ -131,6 +141,10 @@ def lbfgs_batched(fg: Objective, x0: torch.Tensor, *, tol: float = 1e-4, ftol: f
         if not len(rows):
             break
         it += 1
+        if preconditioner is not None and it == 1:  # those the factory can tell need M before a step
+            pre = shown = choose(-g, None, torch.ones_like(shown))
+            pre_any = bool(pre.any())
+            pre_all = pre_any and bool(pre.all())
         if preconditioner is not None and it == 2:  # problems whose first step was accepted
             new = choose(S[order[-1]], Y[order[-1]], ~shown)
             if bool(new.any()):
@@ -168,12 +182,12 @@ def lbfgs_batched(fg: Objective, x0: torch.Tensor, *, tol: float = 1e-4, ftol: f
         for k in range(40):  # backtracking (Armijo) per problem, to the minimum of a quadratic fit
             if t is None:  # every problem, unit steps
                 fn, gn, hn = fg(x + step, rows)
-                ok = fn <= torch.add(f, slope, alpha=1e-4)
+                ok = fn <= torch.add(f, slope, alpha=ARMIJO)
             else:  # only the problems whose step is not yet accepted
                 idx = pending.nonzero().flatten()
                 fe, ge, he = fg(torch.addcmul(x, t[:, None], step).index_select(0, idx), rows.index_select(0, idx))
                 fn, gn, hn = fn.index_copy(0, idx, fe), gn.index_copy(0, idx, ge), hn.index_copy(0, idx, he)
-                ok = fn <= f + 1e-4 * t * slope
+                ok = fn <= f + ARMIJO * t * slope
             all_ok = bool(ok.all())
             if all_ok:
                 break
@@ -182,13 +196,15 @@ def lbfgs_batched(fg: Objective, x0: torch.Tensor, *, tol: float = 1e-4, ftol: f
             fit = -slope * t * t / (2 * (fn - f - slope * t)).clamp_min(1e-300)
             t = torch.where(ok, t, torch.minimum(torch.maximum(fit.to(t.dtype), 0.1 * t), 0.5 * t))
             if preconditioner is not None and it == 1 and k == 0:  # unit first steps that failed
-                shown = ~ok
-                new = choose(step, gn - g, shown)
+                failed = ~ok & ~shown
+                shown = shown | failed
+                new = choose(step, gn - g, failed)
                 if bool(new.any()):
-                    pre, pre_any, pre_all = new, True, bool(new.all())
-                    step = torch.where(pre[:, None], -precondition(g), step)  # retry with M's own step
+                    pre = pre | new
+                    pre_any, pre_all = True, bool(pre.all())
+                    step = torch.where(new[:, None], -precondition(g, new), step)  # retry with M's own step
                     slope = _dot(g, step)
-                    t = t.masked_fill(pre, 1.0)
+                    t = t.masked_fill(new, 1.0)
             pending = ~ok
         slot = order.pop(0) if len(order) == history else len(order)
         order.append(slot)

@@ -14,6 +14,7 @@ matrix-vector products. On a CUDA tensor the products run on the GPU.
 from __future__ import annotations
 
 import functools
+import math
 import warnings
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -26,7 +27,7 @@ from threadpoolctl import ThreadpoolController
 
 from replab.errors import DataError
 from replab.probes.base import Folds, Probe, as_features, encode_labels, unit
-from replab.probes.lbfgs import lbfgs_batched
+from replab.probes.lbfgs import ARMIJO, lbfgs_batched
 from replab.probes.threads import logistic_macs, solver_threads
 from replab.probes.workspace import scratch
 
@@ -34,6 +35,11 @@ from replab.probes.workspace import scratch
 ANISOTROPY = 4.0
 """Logistic problems whose loss curves more than this many times its average along their first
 L-BFGS step switch to the preconditioned L-BFGS (``lbfgs_batched``)."""
+
+SAMPLE_ROWS = 128
+"""Before its first step, a problem's unit step is tried on about this many evenly spaced rows: one
+that fails there and curves its loss more than ``ANISOTROPY`` times its average starts preconditioned,
+without trying the step on every row first."""
 
 MIN_CURVATURE = 0.25
 """The preconditioner follows a problem's mean curvature down to this fraction of its value at zero
@@ -278,14 +284,18 @@ def _solve(X: torch.Tensor, labels: torch.Tensor, train: torch.Tensor, n_classes
         G = (R.reshape(nl, Pa * K, n) @ Xc[live]).view(nl, Pa, K, d).transpose(2, 3)  # [nl, Pa, d, K]
         gV = torch.addcmul(G, mu_a, rs.unsqueeze(2), value=-1.0).mul_(inv_sd_a).addcmul_(V32, reg_a)
         g = torch.cat([gV.reshape(nl, Pa, n_w), rs], 2)  # in the activations' precision (see lbfgs_batched)
-        return from_grid(f, rows, layer, pos), from_grid(g, rows, layer, pos), from_grid(h, rows, layer, pos)
+        h = from_grid(h, rows, layer, pos)
+        if preconditioned:  # (a problem not yet preconditioned reports curv, its value at theta = 0)
+            h = torch.where(chosen.index_select(0, rows), h, curv)
+        return from_grid(f, rows, layer, pos), from_grid(g, rows, layer, pos), h
 
     at_zero = True  # (the start point below)
     curv = (n_classes - 1) / n_classes**2  # softmax curvature at theta = 0 (binary: 1/4)
     preconditioned = False  # fg computes the mean curvature h (a pass over [P, n]) once a problem is; before,
-    # it reports curv, h's value at theta = 0. The flag turns on after the first trial steps are evaluated, so a
-    # problem's path does not depend on the batch: one switched after its first step fails starts from theta = 0,
-    # one switched after an accepted first step starts from curv too (its point was evaluated before the flag).
+    # and for the problems not (yet) chosen, it reports curv, h's value at theta = 0. So a problem's path does not
+    # depend on the batch: one switched after its first step fails starts from theta = 0, one switched after an
+    # accepted first step starts from curv too (its point was evaluated before it was chosen).
+    chosen = torch.zeros(L * P, dtype=torch.bool, device=dev)  # the problems preconditioned so far
     inverses: dict[float, torch.Tensor] = {}  # regularisation -> [L, d, d], made once each
 
     @functools.cache
@@ -348,21 +358,57 @@ def _solve(X: torch.Tensor, labels: torch.Tensor, train: torch.Tensor, n_classes
         out = from_grid(out.transpose(2, 3).reshape(nl, len(cols), n_w), rows, layer, pos)
         return torch.cat([out.to(q.dtype), q[:, n_w:] / (r * curv).to(q.dtype)[:, None]], 1)
 
-    def preconditioner(s: torch.Tensor, y: torch.Tensor, rows: torch.Tensor):
+    stride = max(1, n // SAMPLE_ROWS)  # the rows of the look before the first step: every stride-th
+    sample_T = XcT[..., ::stride]  # [L, d, m] view (BLAS reads it with a leading dimension, no copy)
+    in_sample = M[::stride]  # [m, P]
+    w_sample = (in_sample / in_sample.sum(0).clamp_min(1)).T[:, None]  # [P, 1, m]
+    lab_sample = lab[..., ::stride]
+
+    def fails_first(s: torch.Tensor, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """For the unit step from theta = 0 along ``s [B, D]`` of the problems ``rows``: whether it fails
+        the line search on the sampled rows, and the loss's curvature along it at theta = 0 there (the
+        second derivative of each row's loss at 0 is curv for a sigmoid, the logits' variance over the
+        classes for a softmax)."""
+        (cols, inv_sd_a, mu_a, *_, reg_a), layer, pos, _, live = columns(rows)
+        nl, Pa = live.stop - live.start, len(cols)
+        norm = s.norm(dim=1)
+        V, V32, W, c = weights(to_grid(s / norm.clamp_min(1e-30)[:, None], rows, layer, pos, cols, nl), inv_sd_a,
+                               mu_a)
+        Z = (W.transpose(2, 3).reshape(nl, Pa * K, d) @ sample_T[live]).view(nl, Pa, K, -1).add_(c[..., None])
+        lab_s, w_s = lab_sample.index_select(0, cols), w_sample.index_select(0, cols)
+        if K == 1:
+            loss_i, bend = torch.nn.functional.softplus(Z * lab_s), Z.square().mul_(curv)
+        else:
+            loss_i = torch.logsumexp(Z, 2, keepdim=True) - (Z * lab_s).sum(2, keepdim=True)
+            bend = Z.square().mean(2, keepdim=True) - Z.mean(2, keepdim=True).square()
+        Vf = V32.flatten(2)
+        ridge = torch.linalg.vecdot(Vf, Vf) * reg_a.view(-1)  # reg |v|^2 [nl, Pa]
+        f1 = from_grid((loss_i * w_s).sum((2, 3)) + 0.5 * ridge, rows, layer, pos)
+        along = from_grid((bend * w_s).sum((2, 3)) + ridge, rows, layer, pos)
+        return f1 > math.log(n_classes) - ARMIJO * norm, along  # (every loss is log K at theta = 0)
+
+    def preconditioner(s: torch.Tensor, y: torch.Tensor | None, rows: torch.Tensor):
         # Ill-conditioned problems show themselves in one step: the loss curves along it much more
         # than its average, curv * mean(eig(corr)) + reg = curv + reg (1.0x on isotropic activations,
-        # 25-170x on the world model's, whose gradients lie in a few high-variance directions).
+        # 25-170x on the world model's, whose gradients lie in a few high-variance directions). Before
+        # the first step (y None), a problem whose unit step fails on a sample of the rows is judged by
+        # the curvature at theta = 0 along it (an upper bound of the step's): it then skips the trial on
+        # every row, whose only use would be to show it.
         # M (apply): the inverse Hessian at theta = 0, curv * corr + reg (intercept: curv), rescaled to
         # a binary problem's current mean curvature; each problem's training standardisation
         # approximated by its layer's: one factor per layer and regularisation (the folds share one),
         # built from the layer's rows alone.
         nonlocal preconditioned
-        along = (s * y).sum(1) / (s * s).sum(1).clamp_min(1e-300)
-        chosen = along > ANISOTROPY * (curv + reg_of[rows % P])
-        if not bool(chosen.any()):
+        if y is None:
+            fails, along = fails_first(s, rows)
+        else:
+            fails, along = True, (s * y).sum(1) / (s * s).sum(1).clamp_min(1e-300)
+        new = (along > ANISOTROPY * (curv + reg_of[rows % P])) & fails
+        if not bool(new.any()):
             return None
         preconditioned = True
-        return apply, chosen
+        chosen.index_fill_(0, rows[new], True)
+        return apply, new
 
     with solver_threads(logistic_macs(X.numel(), P, n_classes), dev):
         theta, n_iter, converged = lbfgs_batched(fg, torch.zeros(L * P, n_w + K, dtype=torch.float64, device=dev),
