@@ -160,7 +160,7 @@ def lbfgs_batched(fg: Objective, x0: torch.Tensor, *, tol: float = 1e-4, ftol: f
         # initial matrix: gamma * I with scipy's scaling (first step: unit length, as L-BFGS-B),
         # or M itself, already to scale
         if pre_all:
-            gamma = g.new_ones(len(g))
+            gamma = None  # (made if a direction turns uphill)
         elif order:
             last = order[-1]
             gamma = torch.where(RHO[last] > 0, 1.0 / (RHO[last] * _dot(Y[last], Y[last])).clamp_min(1e-300),
@@ -176,6 +176,7 @@ def lbfgs_batched(fg: Objective, x0: torch.Tensor, *, tol: float = 1e-4, ftol: f
         slope = _dot(g, step)
         uphill = slope >= 0
         if bool(uphill.any()):  # keep descent: (preconditioned) steepest descent where the direction is not
+            gamma = g.new_ones(len(g)) if gamma is None else gamma
             step = torch.where(uphill[:, None], -gamma[:, None] * precondition(g), step)
             slope = _dot(g, step)
         t, pending = None, None  # t: step lengths once any differs from 1

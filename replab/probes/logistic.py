@@ -253,7 +253,7 @@ def _solve(X: torch.Tensor, labels: torch.Tensor, train: torch.Tensor, n_classes
         V = theta[..., :n_w].unflatten(-1, (d, K))
         V32 = V.to(dt)
         W = V32 * inv_sd
-        c = theta[..., n_w:].to(dt) - (mu_k * W).sum(2)  # [nl, P', K]
+        c = theta[..., n_w:].to(dt) - torch.linalg.vecdot(mu_k, W, dim=2)  # [nl, P', K]
         return V, V32, W, c
 
     def fg(theta: torch.Tensor, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -336,17 +336,17 @@ def _solve(X: torch.Tensor, labels: torch.Tensor, train: torch.Tensor, n_classes
         """
         (cols, *_), layer, pos, groups, live = columns(rows)
         nl = live.stop - live.start
-        V = to_grid(q[:, :n_w].to(dt), rows, layer, pos, cols, nl).view(nl, -1, d, K).transpose(2, 3)  # [nl, Pc, K, d]
-        r = (h.double() / curv).clamp(MIN_CURVATURE, 1.0)
+        V = to_grid(q[:, :n_w], rows, layer, pos, cols, nl).view(nl, -1, d, K).transpose(2, 3)  # [nl, Pc, K, d]
+        r = (h / curv).clamp_(MIN_CURVATURE, 1.0)  # (q and h in the activations' precision)
         ab = None  # alpha, beta per problem [nl, Pc, 2] (binary)
         if K == 1:
-            alpha, beta = rescaled_inverse(r)
-            ab = to_grid(torch.stack([alpha, beta * reg_of[rows % P]], 1).to(dt), rows, layer, pos, cols, nl)
+            ab = to_grid(torch.stack(rescaled_inverse(r), 1), rows, layer, pos, cols, nl)
 
         def through(V: torch.Tensor, value: float, ab: torch.Tensor | None) -> torch.Tensor:
             B = inverse(value)[live]
             Y = V.reshape(nl, -1, d) @ B
-            return Y if ab is None else torch.baddbmm(Y * ab[..., :1], Y * ab[..., 1:], B)  # alpha Y + beta Y B
+            # alpha Y + beta reg Y B
+            return Y if ab is None else torch.baddbmm(Y * ab[..., :1], Y * ab[..., 1:], B, alpha=value)
 
         if len(groups) == 1:  # one training-set size (the folds share one factor)
             out = through(V, groups[0][0], ab).view(V.shape)
@@ -356,7 +356,7 @@ def _solve(X: torch.Tensor, labels: torch.Tensor, train: torch.Tensor, n_classes
                 out.index_copy_(1, sel, through(V.index_select(1, sel), value,
                                                 None if ab is None else ab.index_select(1, sel)).view(nl, -1, K, d))
         out = from_grid(out.transpose(2, 3).reshape(nl, len(cols), n_w), rows, layer, pos)
-        return torch.cat([out.to(q.dtype), q[:, n_w:] / (r * curv).to(q.dtype)[:, None]], 1)
+        return torch.cat([out, q[:, n_w:] / (r * curv)[:, None]], 1)
 
     stride = max(1, n // SAMPLE_ROWS)  # the rows of the look before the first step: every stride-th
     sample_T = XcT[..., ::stride]  # [L, d, m] view (BLAS reads it with a leading dimension, no copy)
@@ -581,7 +581,8 @@ class LogisticProbe(Probe, ClassifierMixin, BaseEstimator):
                 probe.fit(X, refit)
                 if progress is not None:
                     progress(1)
-            scores = {t: accuracy[layer, ks, j * F + ks] for j, t in enumerate(names)}  # fold k's problem, fold k's rows
+            # fold k's problem on fold k's rows
+            scores = {t: accuracy[layer, ks, j * F + ks] for j, t in enumerate(names)}
             out.append((scores, probe))
         return out
 
