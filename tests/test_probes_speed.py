@@ -160,10 +160,10 @@ def test_rescaled_inverse_is_within_its_chebyshev_bound(r, bound):
 
 
 def test_failing_first_steps_are_foreseen_and_each_problem_keeps_its_own_path(monkeypatch):
-    """On anisotropic activations, random labels fail their unit first step: the look along it on a
-    sample of the rows (``SAMPLE_ROWS`` of 2,000) chooses them before any trial, while a separable task
-    takes its step (and is chosen after it). Each problem runs the iterations, to the point, that it
-    runs in a batch of its own."""
+    """On anisotropic activations, random labels fail their unit first step: the look along it on every
+    15th of 2,000 rows (``SAMPLE_ROWS``) chooses them before any trial, while a separable task takes its
+    step (and is chosen after it). Each problem runs the iterations, to the point, that it runs in a
+    batch of its own."""
     from replab.probes import logistic
 
     rng = np.random.default_rng(3)

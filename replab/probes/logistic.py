@@ -37,9 +37,9 @@ ANISOTROPY = 4.0
 L-BFGS step switch to the preconditioned L-BFGS (``lbfgs_batched``)."""
 
 SAMPLE_ROWS = 128
-"""Before its first step, a problem's unit step is tried on about this many evenly spaced rows: one
-that fails there and curves its loss more than ``ANISOTROPY`` times its average starts preconditioned,
-without trying the step on every row first."""
+"""Before its first step, a problem's unit step is tried on every ``n // SAMPLE_ROWS``-th row (128 to 255
+rows; all of them below 256): one that fails there and curves its loss more than ``ANISOTROPY`` times its
+average starts preconditioned, without trying the step on every row first."""
 
 MIN_CURVATURE = 0.25
 """The preconditioner follows a problem's mean curvature down to this fraction of its value at zero
