@@ -49,11 +49,14 @@ def _same_store(a: ActivationStore, b: ActivationStore) -> None:
         assert np.array_equal(np.asarray(a.metadata[c]), np.asarray(b.metadata[c])), c
 
 
+def _n_batches(single: ActivationStore) -> int:
+    """Batches of 2 items in the capture."""
+    return -(-(int(np.asarray(single.metadata["prompt_index"]).max()) + 1) // 2)
+
+
 def _rank0_rows(single: ActivationStore) -> int:
     """Rows that rank 0 of 2 captures: its items are the first half of the batches of 2, rounded up."""
-    items = np.asarray(single.metadata["prompt_index"])
-    n_batches = -(-(int(items.max()) + 1) // 2)
-    return int(np.sum(items < 2 * (n_batches // 2 + 1)))
+    return int(np.sum(np.asarray(single.metadata["prompt_index"]) < 2 * (_n_batches(single) // 2 + 1)))
 
 
 def _worker(rank: int, world: int, port: int, ckpt: str, out: str, die: str) -> None:
@@ -108,7 +111,7 @@ def test_killed_rank_resumes_to_the_single_process_store(tiny_checkpoint, tiny_m
     store = ActivationStore.open(out)
     _same_store(store, single)
     items = np.asarray(single.metadata["prompt_index"])
-    assert -(-(int(items.max()) + 1) // 2) % 2 == 1  # an odd number of batches: an uneven split
+    assert _n_batches(single) % 2 == 1  # an odd number of batches: an uneven split
     first = _rank0_rows(single)
     n_shards = -(-first // ROWS_PER_SHARD) + -(-(len(items) - first) // ROWS_PER_SHARD)
     assert [s["rows"] for s in store.manifest["shards"]].count(ROWS_PER_SHARD) == n_shards - 2

@@ -101,7 +101,7 @@ def lbfgs_batched(fg: Objective, x0: torch.Tensor, *, tol: float = 1e-4, ftol: f
     M: Preconditioner | None = None
     pre = torch.zeros_like(live)  # on the preconditioned L-BFGS
     pre_any = pre_all = False  # (pre.any(), pre.all(): kept in Python, each test is a device sync)
-    shown = torch.zeros_like(live)  # shown to the preconditioner in their first line search
+    shown = torch.zeros_like(live)  # chosen before their first step, or shown its failed trial
 
     def precondition(v: torch.Tensor, which: torch.Tensor | None = None) -> torch.Tensor:
         """``M v`` on the preconditioned problems (or on ``which`` of them), ``v`` elsewhere."""
