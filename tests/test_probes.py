@@ -212,13 +212,16 @@ def test_lbfgs_batched_solves_each_problem_to_its_own_optimum():
     # the same optima; the well-conditioned problem 0 (eigenvalues in [0.1, 1]) stays plain.
     seen = set()
 
+    def newton(A):  # M = the exact inverse Hessian of each problem
+        return lambda q, rows, h: torch.einsum("pij,pj->pi", torch.linalg.inv(A[rows]), q)
+
     def exact(A):
         def factory(s, y, rows):  # called for the failed unit first steps, then for the accepted ones
             if y is None:  # (before the first step: chooses none)
                 return None
             chosen = (s * y).sum(1) / (s * s).sum(1) > 2
             seen.update(rows[chosen].tolist())
-            return (lambda q, rows, h: torch.einsum("pij,pj->pi", torch.linalg.inv(A[rows]), q)), chosen
+            return newton(A), chosen
         return factory
 
     x2, it2, converged = lbfgs_batched(quadratics(A, b), torch.zeros(P, D, dtype=torch.float64), tol=1e-10,
@@ -267,7 +270,7 @@ def test_lbfgs_batched_solves_each_problem_to_its_own_optimum():
             fails = 0.5 * uAu - (b[rows] * u).sum(1) > -ARMIJO * s.norm(dim=1)
             chosen = fails & (uAu > 2)
             foreseen.update(rows[chosen].tolist())
-            return (lambda q, rows, h: torch.einsum("pij,pj->pi", torch.linalg.inv(A[rows]), q)), chosen
+            return newton(A), chosen
         return factory
 
     asked.clear()

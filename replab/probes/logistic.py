@@ -112,6 +112,12 @@ def rescaled_inverse(r: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return alpha, (r - 1) * alpha
 
 
+def softmax_loss(Z: torch.Tensor, onehot: torch.Tensor) -> torch.Tensor:
+    """Each row's softmax cross-entropy ``logsumexp(z) - z_y`` for logits ``Z [..., K, n]`` and one-hot labels
+    ``onehot`` (broadcast against ``Z``): ``[..., 1, n]``."""
+    return torch.logsumexp(Z, -2, keepdim=True) - (Z * onehot).sum(-2, keepdim=True)
+
+
 def weighted_squares(M: torch.Tensor, X: torch.Tensor, block_bytes: int = 2**20) -> torch.Tensor:
     """``M^T @ X.square()`` for weights ``M [n, P]`` and values ``X [L, n, d]``: ``[L, P, d]``.
 
@@ -274,7 +280,7 @@ def _solve(X: torch.Tensor, labels: torch.Tensor, train: torch.Tensor, n_classes
                  else torch.full((nl, Pa), curv, dtype=dt, device=dev))  # mean p (1 - p), once M may read it
             R.mul_(labw_a)  # (sigmoid(z) - y) * w
         else:
-            loss_i = torch.logsumexp(Z, 2, keepdim=True) - (Z * lab_a).sum(2, keepdim=True)
+            loss_i = softmax_loss(Z, lab_a)
             R = torch.softmax(Z, 2).mul_(w_a).sub_(labw_a)
             h = torch.full((nl, Pa), curv, dtype=dt, device=dev)  # (M keeps softmax problems at curv: see apply)
         Vf = V.flatten(2)
@@ -379,7 +385,7 @@ def _solve(X: torch.Tensor, labels: torch.Tensor, train: torch.Tensor, n_classes
         if K == 1:
             loss_i, bend = torch.nn.functional.softplus(Z * lab_s), Z.square().mul_(curv)
         else:
-            loss_i = torch.logsumexp(Z, 2, keepdim=True) - (Z * lab_s).sum(2, keepdim=True)
+            loss_i = softmax_loss(Z, lab_s)
             bend = Z.square().mean(2, keepdim=True) - Z.mean(2, keepdim=True).square()
         Vf = V32.flatten(2)
         ridge = torch.linalg.vecdot(Vf, Vf) * reg_a.view(-1)  # reg |v|^2 [nl, Pa]
